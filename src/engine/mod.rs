@@ -1,0 +1,79 @@
+//! Engines: run a [`Graph`] on a batch of NHWC f32 images.
+//!
+//! The CPU engine is the reference every other engine is checked against.
+
+pub mod cpu;
+
+use crate::error::Result;
+use crate::graph::NodeId;
+
+/// An engine bound to one graph (its weights already in place).
+pub trait Engine {
+    /// What runs the graph, for reports ("cpu", or the GPU adapter's name).
+    fn describe(&self) -> String;
+
+    /// Runs `batch` images (`input` is `batch × h × w × c`, NHWC) and returns
+    /// the outputs of `nodes`, each `batch × node size`, in the order asked.
+    fn run(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// The probability of each class from logits, per row (numerically stable).
+pub fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
+    let mut out = logits.to_vec();
+    for row in out.chunks_mut(classes) {
+        softmax_in_place(row);
+    }
+    out
+}
+
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Index of the largest value of each row; the first one on ties.
+pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
+    values
+        .chunks(classes)
+        .map(|row| {
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best
+        })
+        .collect()
+}
+
+/// Streams `images` (NHWC, `image_len` values each) through `engine` in
+/// batches of at most `batch`, returning the outputs of `nodes` for all
+/// images in order. `progress` is told how many images each batch finished.
+pub fn run_batched(
+    engine: &mut dyn Engine,
+    images: &[f32],
+    image_len: usize,
+    batch: usize,
+    nodes: &[NodeId],
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let batch = batch.max(1);
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
+    for chunk in images.chunks(batch * image_len) {
+        let n = chunk.len() / image_len;
+        let values = engine.run(chunk, n, nodes)?;
+        for (o, v) in out.iter_mut().zip(values) {
+            o.extend(v);
+        }
+        progress(n);
+    }
+    Ok(out)
+}

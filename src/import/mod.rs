@@ -1,0 +1,74 @@
+//! Import: model files → [`Graph`].
+//!
+//! Two file kinds hold a model: the original Keras `.h5` (native builds only)
+//! and the `.safetensors` written by `resnet8 convert`. Both carry the Keras
+//! `model_config` and go through the same config importer, [`keras`].
+
+#[cfg(feature = "native")]
+pub mod h5;
+pub mod keras;
+pub mod safetensors;
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+
+const HDF5_SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFormat {
+    KerasH5,
+    Safetensors,
+}
+
+/// An imported model: the unfolded graph (one node per Keras layer) and the
+/// config it came from.
+pub struct Model {
+    pub graph: Graph,
+    pub model_config: String,
+    pub keras_version: Option<String>,
+    pub format: ModelFormat,
+}
+
+/// Loads a `.h5` or converted `.safetensors`, told apart by content.
+#[cfg(feature = "native")]
+pub fn load(path: &Path) -> Result<Model> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+    if n == 8 && &head == HDF5_SIGNATURE {
+        let h5 = h5::KerasH5::open(path)?;
+        let graph = keras::graph_from_config(&h5.model_config, &h5)?;
+        return Ok(Model {
+            graph,
+            model_config: h5.model_config,
+            keras_version: h5.keras_version,
+            format: ModelFormat::KerasH5,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    load_safetensors_bytes(bytes, &path.display().to_string())
+}
+
+/// Loads a converted model from memory (the browser's path).
+pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
+    if bytes.starts_with(HDF5_SIGNATURE) {
+        return Err(Error::Input(format!(
+            "{what}: is an HDF5 file; this build reads only converted .safetensors models (run `resnet8 convert`)"
+        )));
+    }
+    let st = safetensors::SafetensorsModel::from_bytes(bytes, what).map_err(|e| {
+        Error::Input(format!(
+            "{e} (expected a Keras .h5 or a .safetensors from `resnet8 convert`)"
+        ))
+    })?;
+    let graph = keras::graph_from_config(&st.model_config, &st)?;
+    Ok(Model {
+        graph,
+        model_config: st.model_config.clone(),
+        keras_version: st.keras_version.clone(),
+        format: ModelFormat::Safetensors,
+    })
+}
