@@ -19,7 +19,7 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<Tensor> {
         return Err(npy_err(what, "Fortran-ordered arrays are not supported"));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let dtype = npy.dtype().descr();
+    let dtype = dtype_str(&npy);
     let data: Vec<f32> = match dtype.trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>().map_err(|e| npy_err(what, e))?,
         "f8" => npy
@@ -82,7 +82,14 @@ pub fn read_npy_bytes(bytes: &[u8], what: &str) -> Result<Tensor> {
 
 /// The dtype string of a `.npy` file's header (e.g. `<f4`).
 pub fn npy_dtype(bytes: &[u8]) -> Option<String> {
-    NpyFile::new(bytes).ok().map(|n| n.dtype().descr())
+    NpyFile::new(bytes).ok().map(|n| dtype_str(&n))
+}
+
+fn dtype_str<R: Read>(npy: &NpyFile<R>) -> String {
+    match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => other.descr(),
+    }
 }
 
 /// Reads every array of a `.npz` bundle.

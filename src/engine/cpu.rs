@@ -264,3 +264,31 @@ fn pool(
     }
     y
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::PaddingMode;
+
+    fn window(k: usize, s: usize, input: usize, mode: PaddingMode) -> Window {
+        Window::resolve([input, input], [k, k], [s, s], mode).unwrap().0
+    }
+
+    #[test]
+    fn same_pooling_does_not_count_padding() {
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect(); // 3x3x1
+        let w = window(2, 2, 3, PaddingMode::Same); // pads 0 before, 1 after
+        assert_eq!(pool(&x, &[3, 3, 1], &[2, 2, 1], &w, false), vec![3.0, 4.5, 7.5, 9.0]);
+        assert_eq!(pool(&x, &[3, 3, 1], &[2, 2, 1], &w, true), vec![5.0, 6.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn stride_2_same_conv_pads_after() {
+        // 4x4x1 input of ones, 3x3 kernel of ones, stride 2: pads 0 top/left, 1 bottom/right.
+        let x = vec![1.0f32; 16];
+        let w = window(3, 2, 4, PaddingMode::Same);
+        let k = Tensor::new(vec![3, 3, 1, 1], vec![1.0; 9]);
+        // Windows start at 0 and 2: the first sees 3x3 real cells, the last 2x2.
+        assert_eq!(conv2d(&x, &[4, 4, 1], &[2, 2, 1], &w, &k, None), vec![9.0, 6.0, 6.0, 4.0]);
+    }
+}

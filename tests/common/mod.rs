@@ -1,0 +1,78 @@
+//! Shared test support: where the real data is, running the binary, and a
+//! writer for Keras-layout `.h5` models built by the tests themselves.
+#![allow(dead_code)]
+
+pub mod keras_h5;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `../shared/data`, or `$RESNET8_DATA`. Missing data is a test failure, not a skip.
+pub fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("RESNET8_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let model = dir.join("models/pretrainedResnet.h5");
+    assert!(
+        model.is_file(),
+        "reference data not found: {} does not exist. Set RESNET8_DATA to the data directory (see data/README.md).",
+        model.display()
+    );
+    dir
+}
+
+pub fn model_h5() -> PathBuf {
+    data_dir().join("models/pretrainedResnet.h5")
+}
+
+pub fn head_bin() -> PathBuf {
+    data_dir().join("cifar10/test_batch_head.bin")
+}
+
+pub fn perf_samples() -> PathBuf {
+    data_dir().join("perf_samples")
+}
+
+pub fn reference(name: &str) -> PathBuf {
+    data_dir().join("reference").join(name)
+}
+
+/// Runs the `resnet8` binary.
+pub fn resnet8(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_resnet8"))
+        .args(args)
+        .output()
+        .expect("the resnet8 binary runs")
+}
+
+/// Runs the binary and insists it succeeds; returns stdout.
+pub fn resnet8_ok(args: &[&str]) -> String {
+    let out = resnet8(args);
+    assert!(
+        out.status.success(),
+        "resnet8 {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Largest |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "compared arrays differ in length");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn max_abs(a: &[f32]) -> f32 {
+    a.iter().map(|v| v.abs()).fold(0.0, f32::max)
+}
+
+/// A fresh random seed, printed so a failure can be replayed with RESNET8_SEED.
+pub fn seed() -> u64 {
+    let seed = std::env::var("RESNET8_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("random seed: {seed} (replay with RESNET8_SEED={seed})");
+    seed
+}
