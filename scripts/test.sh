@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: unit, CLI, Keras-reference, GPU (lavapipe and
+# GL), and the browser check. Data comes from $RESNET8_DATA (default ../shared/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export RESNET8_DATA=${RESNET8_DATA:-$(cd .. && pwd)/shared/data}
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+chmod 700 "$XDG_RUNTIME_DIR"
+cargo test --release
