@@ -13,18 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 pub const IMAGE_SHAPE: [usize; 3] = [32, 32, 3];
 const PIXELS: usize = 32 * 32 * 3;
 const RECORD: usize = 1 + PIXELS;
@@ -82,10 +72,7 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Dataset> {
 }
 
 fn bad(path: &Path, detail: impl Into<String>) -> Error {
-    Error::Dataset {
-        path: path.into(),
-        detail: detail.into(),
-    }
+    Error::Dataset { path: path.into(), detail: detail.into() }
 }
 
 fn load_cifar_file(path: &Path, limit: Option<usize>) -> Result<Dataset> {
@@ -95,10 +82,7 @@ fn load_cifar_file(path: &Path, limit: Option<usize>) -> Result<Dataset> {
 
 /// Decodes CIFAR-10 binary records (also used by the browser demo).
 pub fn cifar_from_bytes(bytes: &[u8], source: &str, limit: Option<usize>) -> Result<Dataset> {
-    let err = |detail: String| Error::Dataset {
-        path: PathBuf::from(source),
-        detail,
-    };
+    let err = |detail: String| Error::Dataset { path: PathBuf::from(source), detail };
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(err(format!(
             "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records (1 label byte + 3072 pixel bytes)",
@@ -110,20 +94,12 @@ pub fn cifar_from_bytes(bytes: &[u8], source: &str, limit: Option<usize>) -> Res
     let mut labels = Vec::with_capacity(n);
     for (i, record) in bytes.chunks_exact(RECORD).take(n).enumerate() {
         if record[0] >= 10 {
-            return Err(err(format!(
-                "record {i} has label {}, not a CIFAR-10 class (0..9)",
-                record[0]
-            )));
+            return Err(err(format!("record {i} has label {}, not a CIFAR-10 class (0..9)", record[0])));
         }
         labels.push(record[0]);
         images.extend(planar_to_hwc(&record[1..]));
     }
-    Ok(Dataset {
-        source: source.to_string(),
-        images,
-        labels: Some(labels),
-        names: None,
-    })
+    Ok(Dataset { source: source.to_string(), images, labels: Some(labels), names: None })
 }
 
 /// 1024 R, 1024 G, 1024 B → interleaved HWC floats.
@@ -148,33 +124,19 @@ fn load_perf_samples(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let row_err = |d: String| bad(&csv_path, format!("line {}: {d}", line_no + 1));
         let [name, classes, label] = fields[..] else {
-            return Err(row_err(format!(
-                "expected NAME.bin,10,LABEL, found '{line}'"
-            )));
+            return Err(row_err(format!("expected NAME.bin,10,LABEL, found '{line}'")));
         };
-        let classes: usize = classes
-            .parse()
-            .map_err(|_| row_err(format!("class count '{classes}' is not a number")))?;
+        let classes: usize =
+            classes.parse().map_err(|_| row_err(format!("class count '{classes}' is not a number")))?;
         let label: u8 = label
             .parse()
             .ok()
             .filter(|&l: &u8| (l as usize) < classes.min(10))
-            .ok_or_else(|| {
-                row_err(format!(
-                    "label '{label}' is not a class in 0..{}",
-                    classes.min(10)
-                ))
-            })?;
+            .ok_or_else(|| row_err(format!("label '{label}' is not a class in 0..{}", classes.min(10))))?;
         let file = dir.join(name);
         let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
         if bytes.len() != PIXELS {
-            return Err(bad(
-                &file,
-                format!(
-                    "has {} bytes; a sample is {PIXELS} (32x32x3 HWC)",
-                    bytes.len()
-                ),
-            ));
+            return Err(bad(&file, format!("has {} bytes; a sample is {PIXELS} (32x32x3 HWC)", bytes.len())));
         }
         images.extend(bytes.iter().map(|&b| b as f32));
         labels.push(label);
@@ -183,41 +145,22 @@ fn load_perf_samples(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
     if labels.is_empty() {
         return Err(bad(&csv_path, "lists no samples"));
     }
-    Ok(Dataset {
-        source: dir.display().to_string(),
-        images,
-        labels: Some(labels),
-        names: Some(names),
-    })
+    Ok(Dataset { source: dir.display().to_string(), images, labels: Some(labels), names: Some(names) })
 }
 
 fn load_npy(path: &Path, bytes: &[u8], limit: Option<usize>) -> Result<Dataset> {
     let what = path.display().to_string();
     if let Some(dtype) = crate::npy::npy_dtype(bytes) {
         if dtype.trim_start_matches(['<', '=']) != "f4" {
-            return Err(bad(
-                path,
-                format!("dtype {dtype}; raw inputs must be float32 (N, 32, 32, 3)"),
-            ));
+            return Err(bad(path, format!("dtype {dtype}; raw inputs must be float32 (N, 32, 32, 3)")));
         }
     }
     let t = crate::npy::read_npy_bytes(bytes, &what)?;
     if t.shape.len() != 4 || t.shape[1..] != IMAGE_SHAPE || t.shape[0] == 0 {
-        return Err(bad(
-            path,
-            format!(
-                "has shape {:?}; expected (N, 32, 32, 3) float32 raw pixel values",
-                t.shape
-            ),
-        ));
+        return Err(bad(path, format!("has shape {:?}; expected (N, 32, 32, 3) float32 raw pixel values", t.shape)));
     }
     let n = t.shape[0].min(limit.unwrap_or(usize::MAX));
     let mut images = t.data;
     images.truncate(n * PIXELS);
-    Ok(Dataset {
-        source: what,
-        images,
-        labels: None,
-        names: None,
-    })
+    Ok(Dataset { source: what, images, labels: None, names: None })
 }

@@ -21,21 +21,13 @@ pub enum Error {
     Config(String),
 
     #[error("layer '{layer}' is a {class}, which is not supported (supported: {supported})")]
-    UnsupportedLayer {
-        layer: String,
-        class: String,
-        supported: &'static str,
-    },
+    UnsupportedLayer { layer: String, class: String, supported: &'static str },
 
     #[error("layer '{layer}': {detail}")]
     Layer { layer: String, detail: String },
 
     #[error("layer '{layer}': weight '{weight}' {detail}")]
-    Weight {
-        layer: String,
-        weight: String,
-        detail: String,
-    },
+    Weight { layer: String, weight: String, detail: String },
 
     #[error("dataset {path}: {detail}")]
     Dataset { path: PathBuf, detail: String },
@@ -54,16 +46,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn layer(layer: impl Into<String>, detail: impl Into<String>) -> Self {
-        Error::Layer {
-            layer: layer.into(),
-            detail: detail.into(),
-        }
+        Error::Layer { layer: layer.into(), detail: detail.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -23,11 +23,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "tensor shape/data mismatch"
-        );
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor shape/data mismatch");
         Tensor { shape, data }
     }
 
@@ -120,12 +116,7 @@ pub struct Pads {
 ///
 /// Returns `(output, pad_before, pad_after)`, or `None` when the window does
 /// not fit (`valid` with kernel larger than the input) or the stride is 0.
-pub fn axis_padding(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    mode: PaddingMode,
-) -> Option<(usize, usize, usize)> {
+pub fn axis_padding(input: usize, kernel: usize, stride: usize, mode: PaddingMode) -> Option<(usize, usize, usize)> {
     if stride == 0 || kernel == 0 || input == 0 {
         return None;
     }
@@ -164,21 +155,8 @@ impl Window {
     ) -> Option<(Window, [usize; 2])> {
         let (oh, top, bottom) = axis_padding(input[0], kernel[0], strides[0], mode)?;
         let (ow, left, right) = axis_padding(input[1], kernel[1], strides[1], mode)?;
-        let pads = Pads {
-            top,
-            bottom,
-            left,
-            right,
-        };
-        Some((
-            Window {
-                kernel,
-                strides,
-                mode,
-                pads,
-            },
-            [oh, ow],
-        ))
+        let pads = Pads { top, bottom, left, right };
+        Some((Window { kernel, strides, mode, pads }, [oh, ow]))
     }
 }
 
@@ -218,18 +196,30 @@ pub enum Op {
     },
 }
 
+/// Inference BatchNorm as a per-channel affine map, TensorFlow's form:
+/// `y = x * scale + offset` with `scale = gamma / sqrt(variance + epsilon)` and
+/// `offset = beta - mean * scale`. Every engine uses this one f32 computation.
+pub fn batch_norm_affine(
+    epsilon: f32,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    mean: &Tensor,
+    variance: &Tensor,
+) -> (Vec<f32>, Vec<f32>) {
+    let c = mean.len();
+    let scale: Vec<f32> =
+        (0..c).map(|i| gamma.map_or(1.0, |g| g.data[i]) / (variance.data[i] + epsilon).sqrt()).collect();
+    let offset = (0..c).map(|i| beta.map_or(0.0, |b| b.data[i]) - mean.data[i] * scale[i]).collect();
+    (scale, offset)
+}
+
 impl Op {
     /// A short name of the operation, for tables.
     pub fn kind(&self) -> String {
         match self {
             Op::Input => "Input".into(),
-            Op::Conv2d {
-                window, activation, ..
-            } => {
-                let mut s = format!(
-                    "Conv{}x{}/s{}",
-                    window.kernel[0], window.kernel[1], window.strides[0]
-                );
+            Op::Conv2d { window, activation, .. } => {
+                let mut s = format!("Conv{}x{}/s{}", window.kernel[0], window.kernel[1], window.strides[0]);
                 if *activation != Activation::Linear {
                     s += &format!("+{}", activation.name());
                 }
@@ -262,13 +252,7 @@ impl Op {
                     out.push(("bias", b));
                 }
             }
-            Op::BatchNorm {
-                gamma,
-                beta,
-                mean,
-                variance,
-                ..
-            } => {
+            Op::BatchNorm { gamma, beta, mean, variance, .. } => {
                 if let Some(g) = gamma {
                     out.push(("gamma", g));
                 }
@@ -356,9 +340,7 @@ impl Graph {
     /// Nodes that read `id`'s output (plus the graph output itself, as a
     /// pseudo-consumer: an output may not be fused away).
     pub fn consumers(&self, id: NodeId) -> Vec<NodeId> {
-        (0..self.nodes.len())
-            .filter(|&n| self.nodes[n].inputs.contains(&id))
-            .collect()
+        (0..self.nodes.len()).filter(|&n| self.nodes[n].inputs.contains(&id)).collect()
     }
 
     /// The node whose output is the model's logits: the input of a final
@@ -413,11 +395,9 @@ mod tests {
         for input in 1..40 {
             for kernel in 1..8 {
                 for stride in 1..5 {
-                    let (out, before, after) =
-                        axis_padding(input, kernel, stride, PaddingMode::Same).unwrap();
+                    let (out, before, after) = axis_padding(input, kernel, stride, PaddingMode::Same).unwrap();
                     assert_eq!(out, (input + stride - 1) / stride);
-                    let total = ((out as i64 - 1) * stride as i64 + kernel as i64 - input as i64)
-                        .max(0) as usize;
+                    let total = ((out as i64 - 1) * stride as i64 + kernel as i64 - input as i64).max(0) as usize;
                     assert_eq!(before + after, total);
                     assert!(after == before || after == before + 1);
                     // Every output window's centre-ish start lies inside the padded input.
@@ -430,10 +410,7 @@ mod tests {
     #[test]
     fn permute_matches_numpy_transpose() {
         let t = Tensor::new(vec![2, 3], vec![0., 1., 2., 3., 4., 5.]);
-        assert_eq!(
-            t.permuted(&[1, 0]),
-            Tensor::new(vec![3, 2], vec![0., 3., 1., 4., 2., 5.])
-        );
+        assert_eq!(t.permuted(&[1, 0]), Tensor::new(vec![3, 2], vec![0., 3., 1., 4., 2., 5.]));
         let t = Tensor::new(vec![2, 2, 2, 3], (0..24).map(|v| v as f32).collect());
         let round = t.permuted(&[3, 2, 0, 1]).permuted(&[2, 3, 1, 0]);
         assert_eq!(round, t);

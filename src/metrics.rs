@@ -42,34 +42,16 @@ impl Evaluation {
                 }
             })
             .collect();
-        Evaluation {
-            images: labels.len(),
-            correct,
-            accuracy: ratio(correct, labels.len()),
-            per_class,
-            confusion,
-        }
+        Evaluation { images: labels.len(), correct, accuracy: ratio(correct, labels.len()), per_class, confusion }
     }
 
     /// The per-class table and confusion matrix, for a terminal.
     pub fn table(&self) -> String {
         let mut s = String::new();
-        let width = self
-            .per_class
-            .iter()
-            .map(|c| c.name.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
+        let width = self.per_class.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
         s += &format!("{:<width$}  images  correct  accuracy\n", "class");
         for c in &self.per_class {
-            s += &format!(
-                "{:<width$}  {:>6}  {:>7}  {:>7.2}%\n",
-                c.name,
-                c.images,
-                c.correct,
-                100.0 * c.accuracy
-            );
+            s += &format!("{:<width$}  {:>6}  {:>7}  {:>7.2}%\n", c.name, c.images, c.correct, 100.0 * c.accuracy);
         }
         s += "\nconfusion matrix (rows: true class, columns: predicted)\n";
         s += &format!("{:<width$} ", "");
@@ -104,10 +86,7 @@ mod tests {
     fn confusion_and_accuracy() {
         let e = Evaluation::new(&[0, 0, 1, 2], &[0, 1, 1, 0], &["a", "b", "c"]);
         assert_eq!(e.correct, 2);
-        assert_eq!(
-            e.confusion,
-            vec![vec![1, 1, 0], vec![0, 1, 0], vec![1, 0, 0]]
-        );
+        assert_eq!(e.confusion, vec![vec![1, 1, 0], vec![0, 1, 0], vec![1, 0, 0]]);
         assert_eq!(e.per_class[0].accuracy, 0.5);
         assert_eq!(e.per_class[2].accuracy, 0.0);
         assert_eq!(e.accuracy, 0.5);

@@ -22,48 +22,15 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<Tensor> {
     let dtype = dtype_str(&npy);
     let data: Vec<f32> = match dtype.trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>().map_err(|e| npy_err(what, e))?,
-        "f8" => npy
-            .into_vec::<f64>()
-            .map_err(|e| npy_err(what, e))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        "u1" => npy
-            .into_vec::<u8>()
-            .map_err(|e| npy_err(what, e))?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
-        "i1" => npy
-            .into_vec::<i8>()
-            .map_err(|e| npy_err(what, e))?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
-        "i4" => npy
-            .into_vec::<i32>()
-            .map_err(|e| npy_err(what, e))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        "i8" => npy
-            .into_vec::<i64>()
-            .map_err(|e| npy_err(what, e))?
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
-        other => {
-            return Err(npy_err(
-                what,
-                format!("dtype {other} is not supported (float32 expected)"),
-            ))
-        }
+        "f8" => npy.into_vec::<f64>().map_err(|e| npy_err(what, e))?.into_iter().map(|v| v as f32).collect(),
+        "u1" => npy.into_vec::<u8>().map_err(|e| npy_err(what, e))?.into_iter().map(f32::from).collect(),
+        "i1" => npy.into_vec::<i8>().map_err(|e| npy_err(what, e))?.into_iter().map(f32::from).collect(),
+        "i4" => npy.into_vec::<i32>().map_err(|e| npy_err(what, e))?.into_iter().map(|v| v as f32).collect(),
+        "i8" => npy.into_vec::<i64>().map_err(|e| npy_err(what, e))?.into_iter().map(|v| v as f32).collect(),
+        other => return Err(npy_err(what, format!("dtype {other} is not supported (float32 expected)"))),
     };
     if data.len() != shape.iter().product::<usize>() {
-        return Err(npy_err(
-            what,
-            format!("holds {} values for shape {shape:?}", data.len()),
-        ));
+        return Err(npy_err(what, format!("holds {} values for shape {shape:?}", data.len())));
     }
     Ok(Tensor::new(shape, data))
 }
@@ -75,8 +42,7 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 }
 
 pub fn read_npy_bytes(bytes: &[u8], what: &str) -> Result<Tensor> {
-    let npy =
-        NpyFile::new(bytes).map_err(|e| npy_err(what, format!("not a valid .npy file ({e})")))?;
+    let npy = NpyFile::new(bytes).map_err(|e| npy_err(what, format!("not a valid .npy file ({e})")))?;
     read_array(npy, what)
 }
 
@@ -99,8 +65,8 @@ pub fn read_npz(path: &Path) -> Result<BTreeMap<String, Tensor>> {
 }
 
 fn read_npz_from<R: Read + Seek>(reader: R, what: &str) -> Result<BTreeMap<String, Tensor>> {
-    let mut npz = npyz::npz::NpzArchive::new(reader)
-        .map_err(|e| npy_err(what, format!("not a valid .npz bundle ({e})")))?;
+    let mut npz =
+        npyz::npz::NpzArchive::new(reader).map_err(|e| npy_err(what, format!("not a valid .npz bundle ({e})")))?;
     let names: Vec<String> = npz.array_names().map(str::to_string).collect();
     let mut out = BTreeMap::new();
     for name in names {
@@ -124,8 +90,6 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
         .writer(std::io::BufWriter::new(file))
         .begin_nd()
         .map_err(|e| Error::io(path, e))?;
-    writer
-        .extend(data.iter().copied())
-        .map_err(|e| Error::io(path, e))?;
+    writer.extend(data.iter().copied()).map_err(|e| Error::io(path, e))?;
     writer.finish().map_err(|e| Error::io(path, e))
 }

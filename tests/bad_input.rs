@@ -84,7 +84,10 @@ fn weight_of_wrong_shape() {
     // Claim 12 filters for the stem while its kernel holds 8.
     b.layers[1]["config"]["filters"] = json!(12);
     b.write_h5(&path, &out, NameStrings::Fixed);
-    fails_with(&["info", "--model", s(&path)], "weight 'kernel' has shape [3, 3, 3, 8], but the layer needs [3, 3, 3, 12]");
+    fails_with(
+        &["info", "--model", s(&path)],
+        "weight 'kernel' has shape [3, 3, 3, 8], but the layer needs [3, 3, 3, 12]",
+    );
 }
 
 #[test]
@@ -139,13 +142,13 @@ fn perf_samples_with_a_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let src = perf_samples();
     std::fs::copy(src.join("y_labels.csv"), dir.path().join("y_labels.csv")).unwrap();
-    fails_with(
-        &["eval", "--model", s(&model_h5()), "--data", s(dir.path()), "--device", "cpu"],
-        "cannot read",
-    );
+    fails_with(&["eval", "--model", s(&model_h5()), "--data", s(dir.path()), "--device", "cpu"], "cannot read");
 }
 
 #[test]
 fn missing_dataset() {
-    fails_with(&["eval", "--model", s(&model_h5()), "--data", "/nonexistent/data.bin", "--device", "cpu"], "/nonexistent/data.bin");
+    fails_with(
+        &["eval", "--model", s(&model_h5()), "--data", "/nonexistent/data.bin", "--device", "cpu"],
+        "/nonexistent/data.bin",
+    );
 }

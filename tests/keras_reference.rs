@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use resnet8::engine::cpu::run_graph;
 use resnet8::engine::argmax_rows;
+use resnet8::engine::cpu::run_graph;
 use resnet8::{dataset, import, npy, passes};
 
 /// Keras vs us, final logits (issue acceptance): max |Δlogit| ≤ 1e-4.
@@ -76,7 +76,16 @@ fn every_layer_matches_keras_on_eight_images() {
 
 fn eval_json(data: &std::path::Path) -> serde_json::Value {
     let model = model_h5();
-    let out = resnet8_ok(&["eval", "--model", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", "cpu", "--json"]);
+    let out = resnet8_ok(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+    ]);
     serde_json::from_str(&out).expect("eval --json prints one JSON object")
 }
 
@@ -87,7 +96,13 @@ fn eval_reproduces_keras_accuracy() {
     for key in ["accuracy", "per_class", "confusion", "device", "seconds", "images_per_sec"] {
         assert!(!head[key].is_null(), "eval --json lacks {key}");
     }
-    let confusion: u64 = head["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    let confusion: u64 = head["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(confusion, 1017);
 
     let perf = eval_json(&perf_samples());
@@ -100,7 +115,15 @@ fn converted_safetensors_gives_identical_results() {
     let st = dir.path().join("resnet8.safetensors");
     let report = dir.path().join("report.md");
     let model = model_h5();
-    resnet8_ok(&["convert", "--model", model.to_str().unwrap(), "--out", st.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    resnet8_ok(&[
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        st.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
 
     let from_h5 = import::load(&model).unwrap();
     let from_st = import::load(&st).unwrap();
@@ -125,7 +148,20 @@ fn converted_safetensors_gives_identical_results() {
     // The binary gives the same logits bit for bit from either file.
     let head = head_bin();
     let run = |m: &std::path::Path, out: &std::path::Path| {
-        resnet8_ok(&["predict", "--model", m.to_str().unwrap(), "--data", head.to_str().unwrap(), "--limit", "64", "--device", "cpu", "--logits", "--out", out.to_str().unwrap()]);
+        resnet8_ok(&[
+            "predict",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            head.to_str().unwrap(),
+            "--limit",
+            "64",
+            "--device",
+            "cpu",
+            "--logits",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         npy::read_npy(out).unwrap()
     };
     let a = run(&model, &dir.path().join("a.npy"));

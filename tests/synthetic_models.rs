@@ -45,7 +45,8 @@ fn resnet8_of_other_widths_runs_and_folding_agrees() {
         let model = import::load(&path).unwrap();
         let g = &model.graph;
         assert_eq!(g.output_shape(), &[10]);
-        let convs: Vec<&str> = g.nodes.iter().filter(|n| n.name.starts_with("conv2d")).map(|n| n.name.as_str()).collect();
+        let convs: Vec<&str> =
+            g.nodes.iter().filter(|n| n.name.starts_with("conv2d")).map(|n| n.name.as_str()).collect();
         assert_eq!(convs.len(), 9);
         assert_eq!(g.nodes[g.find("conv2d").unwrap()].shape, vec![32, 32, width]);
         assert_eq!(g.nodes[g.find("dense:preact").unwrap()].shape, vec![10]);

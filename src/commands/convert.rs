@@ -23,11 +23,7 @@ pub struct ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> Result<()> {
     let model = args.model.load()?;
-    let bytes = safetensors::to_bytes(
-        &model.graph,
-        &model.model_config,
-        model.keras_version.as_deref(),
-    )?;
+    let bytes = safetensors::to_bytes(&model.graph, &model.model_config, model.keras_version.as_deref())?;
     std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     let tensors = safetensors::torch_tensors(&model.graph);
     println!(
@@ -51,25 +47,10 @@ pub fn run(args: ConvertArgs) -> Result<()> {
 fn report(graph: &Graph, tensors: &[ConvertedTensor], source: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Conversion report: {}\n", graph.name);
-    let _ = writeln!(
-        s,
-        "Source: `{source}`. Parameters: {}. MACs per image: {}.\n",
-        graph.params(),
-        graph.macs()
-    );
-    let _ = writeln!(
-        s,
-        "## Layers\n\n| layer | op | output (NHWC) | params |\n|---|---|---|---|"
-    );
+    let _ = writeln!(s, "Source: `{source}`. Parameters: {}. MACs per image: {}.\n", graph.params(), graph.macs());
+    let _ = writeln!(s, "## Layers\n\n| layer | op | output (NHWC) | params |\n|---|---|---|---|");
     for n in &graph.nodes {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {:?} | {} |",
-            n.name,
-            n.op.kind(),
-            n.shape,
-            n.params()
-        );
+        let _ = writeln!(s, "| {} | {} | {:?} | {} |", n.name, n.op.kind(), n.shape, n.params());
     }
     let _ = writeln!(
         s,
@@ -99,11 +80,7 @@ fn warnings(graph: &Graph) -> Vec<String> {
         "The file does not record preprocessing. The MLPerf Tiny ResNet8 takes raw pixel values 0..255 as float32 (no /255, no mean subtraction).".to_string(),
     ];
     for n in &graph.nodes {
-        let input_shape = n
-            .inputs
-            .first()
-            .map(|&i| graph.nodes[i].shape.clone())
-            .unwrap_or_default();
+        let input_shape = n.inputs.first().map(|&i| graph.nodes[i].shape.clone()).unwrap_or_default();
         match &n.op {
             Op::Conv2d { window, .. } => {
                 let p = window.pads;
@@ -115,7 +92,10 @@ fn warnings(graph: &Graph) -> Vec<String> {
                 }
             }
             Op::BatchNorm { epsilon, .. } if (*epsilon - 1e-5).abs() > 1e-9 => {
-                w.push(format!("`{}`: epsilon is {epsilon} (PyTorch's BatchNorm2d default is 1e-5): pass `eps={epsilon}`.", n.name));
+                w.push(format!(
+                    "`{}`: epsilon is {epsilon} (PyTorch's BatchNorm2d default is 1e-5): pass `eps={epsilon}`.",
+                    n.name
+                ));
             }
             Op::Flatten if input_shape.len() == 3 && input_shape[0] * input_shape[1] > 1 => {
                 w.push(format!(
@@ -124,15 +104,13 @@ fn warnings(graph: &Graph) -> Vec<String> {
                 ));
             }
             Op::AvgPool(win) if win.pads != Default::default() => {
-                w.push(format!("`{}`: padded average pooling excludes the padding from the mean: use `count_include_pad=False`.", n.name));
-            }
-            Op::Activation(resnet8::graph::Activation::Softmax)
-                if n.name == graph.nodes[graph.output].name =>
-            {
                 w.push(format!(
-                    "`{}`: the Keras layer applies softmax; `nn.Linear` returns logits.",
-                    n.layers[0]
+                    "`{}`: padded average pooling excludes the padding from the mean: use `count_include_pad=False`.",
+                    n.name
                 ));
+            }
+            Op::Activation(resnet8::graph::Activation::Softmax) if n.name == graph.nodes[graph.output].name => {
+                w.push(format!("`{}`: the Keras layer applies softmax; `nn.Linear` returns logits.", n.layers[0]));
             }
             _ => {}
         }

@@ -1,24 +1,63 @@
-//! Choosing and opening an engine: `--device`, `--batch`.
+//! Choosing and opening an engine: `--device`, `--backend`, `--adapter`, `--batch`.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use resnet8::engine::cpu::CpuEngine;
+use resnet8::engine::gpu::{self, GpuContext, GpuEngine};
 use resnet8::engine::Engine;
 use resnet8::graph::Graph;
 use resnet8::passes;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DeviceKind {
+    /// The GPU when an adapter exists, else the CPU (and says so).
+    Auto,
+    Gpu,
     Cpu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+#[derive(Args, Clone)]
+pub struct GpuArgs {
+    /// Restrict the GPU to one backend (default: all, or WGPU_BACKEND).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Use adapter N from `resnet8 devices`.
+    #[arg(long)]
+    pub adapter: Option<usize>,
+}
+
+impl GpuArgs {
+    pub fn backends(&self) -> Option<wgpu::Backends> {
+        self.backend.map(|b| match b {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        })
+    }
+
+    pub fn open_context(&self) -> Result<GpuContext> {
+        Ok(pollster::block_on(GpuContext::new(self.backends(), self.adapter))?)
+    }
 }
 
 #[derive(Args, Clone)]
 pub struct EngineArgs {
     /// Where to run.
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceKind,
-    /// Images per batch.
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Images per batch (default: 256, or less where the adapter's limits require).
     #[arg(long)]
     pub batch: Option<usize>,
 }
@@ -32,14 +71,89 @@ pub struct OpenedEngine {
 }
 
 impl EngineArgs {
-    pub fn open(&self, graph: &Graph, _announce: bool) -> Result<OpenedEngine> {
-        let optimized = passes::optimize(graph);
-        let engine = CpuEngine::new(optimized.clone());
+    /// Opens the engine on the optimised graph. `announce` prints the choice to stderr.
+    pub fn open(&self, graph: &Graph, announce: bool) -> Result<OpenedEngine> {
+        self.open_graph(passes::optimize(graph), announce)
+    }
+
+    /// Opens the engine on `graph` as given (no passes).
+    pub fn open_graph(&self, graph: Graph, announce: bool) -> Result<OpenedEngine> {
+        if self.batch == Some(0) {
+            bail!("--batch must be at least 1");
+        }
+        let want_gpu = self.device != DeviceKind::Cpu;
+        if !want_gpu && (self.gpu.backend.is_some() || self.gpu.adapter.is_some()) {
+            bail!("--backend and --adapter select a GPU; they cannot be used with --device cpu");
+        }
+        if want_gpu {
+            match self.gpu.open_context() {
+                Ok(ctx) => {
+                    let engine = pollster::block_on(GpuEngine::new(ctx, graph.clone()))?;
+                    let (max, limit) = engine.max_batch();
+                    let batch = self.batch.unwrap_or_else(|| engine.default_batch());
+                    if batch > max && announce {
+                        eprintln!("note: batch {batch} exceeds what one submission can hold ({max}, from {limit}); it runs in chunks of {max}");
+                    }
+                    let description = format!("gpu: {}", engine.describe());
+                    if announce {
+                        eprintln!("running on {description}");
+                    }
+                    return Ok(OpenedEngine { engine: Box::new(engine), graph, description, batch });
+                }
+                Err(e)
+                    if self.device == DeviceKind::Gpu || self.gpu.backend.is_some() || self.gpu.adapter.is_some() =>
+                {
+                    return Err(e.context("--device gpu"));
+                }
+                Err(e) => {
+                    if announce {
+                        eprintln!("no GPU ({e:#}); running on the CPU");
+                    }
+                }
+            }
+        }
+        let engine = CpuEngine::new(graph.clone());
         Ok(OpenedEngine {
             description: engine.describe(),
             engine: Box::new(engine),
-            graph: optimized,
+            graph,
             batch: self.batch.unwrap_or(256),
         })
+    }
+}
+
+/// `resnet8 devices`.
+pub fn list_devices(args: &GpuArgs, json: bool) -> Result<()> {
+    let adapters = pollster::block_on(gpu::adapters(args.backends()));
+    let summaries: Vec<gpu::AdapterSummary> =
+        adapters.iter().enumerate().map(|(i, a)| gpu::AdapterSummary::new(i, a)).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summaries)?);
+        return Ok(());
+    }
+    if summaries.is_empty() {
+        bail!("no GPU adapters found; {}", gpu::NO_ADAPTER_HINT);
+    }
+    for a in &summaries {
+        println!("[{}] {}", a.index, a.name);
+        println!("    backend {}, type {}, driver {} {}", a.backend, a.device_type, a.driver, a.driver_info);
+        println!(
+            "    max storage buffer binding {} MiB, max buffer {} MiB, workgroups/dim {}, invocations/workgroup {}, workgroup storage {} KiB",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroups_per_dimension,
+            a.max_compute_invocations_per_workgroup,
+            a.max_compute_workgroup_storage_size >> 10
+        );
+        println!("    timestamp queries {}, shader-f16 {}", yes(a.timestamp_query), yes(a.shader_f16));
+    }
+    Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
     }
 }

@@ -28,11 +28,7 @@ impl DataArgs {
         let d = dataset::load(&self.data, self.limit)
             .with_context(|| format!("loading dataset {}", self.data.display()))?;
         if d.is_empty() {
-            bail!(
-                "dataset {} has no images (limit {:?})",
-                self.data.display(),
-                self.limit
-            );
+            bail!("dataset {} has no images (limit {:?})", self.data.display(), self.limit);
         }
         Ok(d)
     }
@@ -55,19 +51,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let model = args.model.load()?;
     let data = args.data.load()?;
     let Some(labels) = &data.labels else {
-        bail!(
-            "dataset {} has no labels; use `resnet8 predict` for unlabelled inputs",
-            data.source
-        );
+        bail!("dataset {} has no labels; use `resnet8 predict` for unlabelled inputs", data.source);
     };
     let mut opened = args.engine.open(&model.graph, !args.json)?;
     let graph = opened.graph.clone();
     let classes = *graph.output_shape().last().unwrap();
     if graph.output_shape().len() != 1 || classes != CIFAR10_CLASSES.len() {
-        bail!(
-            "eval needs a 10-class output, the model's output shape is {:?}",
-            graph.output_shape()
-        );
+        bail!("eval needs a 10-class output, the model's output shape is {:?}", graph.output_shape());
     }
     let image_len = graph.input_shape().iter().product();
     let bar = progress(data.len(), "eval");
@@ -75,14 +65,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let start = Instant::now();
-    let out = run_batched(
-        opened.engine.as_mut(),
-        &data.images,
-        image_len,
-        opened.batch,
-        &[graph.output],
-        |n| bar.inc(n as u64),
-    )?;
+    let out = run_batched(opened.engine.as_mut(), &data.images, image_len, opened.batch, &[graph.output], |n| {
+        bar.inc(n as u64)
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let predicted = argmax_rows(&out[0], classes);
@@ -140,22 +125,12 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let data = args.data.load()?;
     let mut opened = args.engine.open(&model.graph, true)?;
     let graph = opened.graph.clone();
-    let node = if args.logits {
-        graph.logits_node()
-    } else {
-        graph.output
-    };
+    let node = if args.logits { graph.logits_node() } else { graph.output };
     let width: usize = graph.nodes[node].size();
     let image_len = graph.input_shape().iter().product();
     let bar = progress(data.len(), "predict");
-    let out = run_batched(
-        opened.engine.as_mut(),
-        &data.images,
-        image_len,
-        opened.batch,
-        &[node],
-        |n| bar.inc(n as u64),
-    )?;
+    let out =
+        run_batched(opened.engine.as_mut(), &data.images, image_len, opened.batch, &[node], |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     npy::write_npy(&args.out, &[data.len(), width], &out[0])?;
     eprintln!(
@@ -163,11 +138,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
         args.out.display(),
         data.len(),
         width,
-        if args.logits {
-            "logits"
-        } else {
-            "probabilities"
-        },
+        if args.logits { "logits" } else { "probabilities" },
         opened.description
     );
     Ok(())

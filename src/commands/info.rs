@@ -17,20 +17,12 @@ pub struct InfoArgs {
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let model = args.model.load()?;
-    let graph = if args.folded {
-        passes::optimize(&model.graph)
-    } else {
-        model.graph.clone()
-    };
+    let graph = if args.folded { passes::optimize(&model.graph) } else { model.graph.clone() };
     println!(
         "model: {} ({}{})",
         graph.name,
         args.model.model.display(),
-        model
-            .keras_version
-            .as_deref()
-            .map(|v| format!(", Keras {v}"))
-            .unwrap_or_default()
+        model.keras_version.as_deref().map(|v| format!(", Keras {v}")).unwrap_or_default()
     );
     print!("{}", layer_table(&graph));
     println!("parameters: {}", thousands(model.graph.params() as u64));
@@ -43,23 +35,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
 }
 
 pub fn layer_table(graph: &Graph) -> String {
-    let name_w = graph
-        .nodes
-        .iter()
-        .map(|n| n.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(5);
-    let mut s = format!(
-        "{:<name_w$}  {:<18} {:<14} {:>9} {:>12}  inputs\n",
-        "layer", "op", "output", "params", "MACs"
-    );
+    let name_w = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(5);
+    let mut s = format!("{:<name_w$}  {:<18} {:<14} {:>9} {:>12}  inputs\n", "layer", "op", "output", "params", "MACs");
     for node in &graph.nodes {
-        let inputs: Vec<&str> = node
-            .inputs
-            .iter()
-            .map(|&i| graph.nodes[i].name.as_str())
-            .collect();
+        let inputs: Vec<&str> = node.inputs.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
         let mut op = node.op.kind();
         if let Op::Conv2d { window, .. } = &node.op {
             let p = window.pads;

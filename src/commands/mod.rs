@@ -34,6 +34,17 @@ enum Command {
     Predict(eval::PredictArgs),
     /// Write the model as one self-contained .safetensors (graph + PyTorch-layout weights).
     Convert(convert::ConvertArgs),
+    /// List GPU adapters with the limits that matter.
+    Devices(DevicesArgs),
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    #[command(flatten)]
+    gpu: device::GpuArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -42,6 +53,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
         Command::Convert(a) => convert::run(a),
+        Command::Devices(a) => device::list_devices(&a.gpu, a.json),
     }
 }
 
@@ -55,8 +67,7 @@ pub struct ModelArg {
 
 impl ModelArg {
     pub fn load(&self) -> Result<Model> {
-        resnet8::import::load(&self.model)
-            .with_context(|| format!("loading model {}", self.model.display()))
+        resnet8::import::load(&self.model).with_context(|| format!("loading model {}", self.model.display()))
     }
 }
 

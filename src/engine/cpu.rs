@@ -4,7 +4,7 @@
 
 use crate::engine::{softmax_in_place, Engine};
 use crate::error::{Error, Result};
-use crate::graph::{Activation, Graph, Node, NodeId, Op, Tensor, Window};
+use crate::graph::{batch_norm_affine, Activation, Graph, Node, NodeId, Op, Tensor, Window};
 
 pub struct CpuEngine {
     graph: Graph,
@@ -31,12 +31,7 @@ impl Engine for CpuEngine {
 }
 
 /// Runs `graph` on a batch; see [`Engine::run`].
-pub fn run_graph(
-    graph: &Graph,
-    input: &[f32],
-    batch: usize,
-    nodes: &[NodeId],
-) -> Result<Vec<Vec<f32>>> {
+pub fn run_graph(graph: &Graph, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
     let image_len: usize = graph.input_shape().iter().product();
     if input.len() != batch * image_len {
         return Err(Error::Input(format!(
@@ -58,10 +53,7 @@ pub fn run_graph(
     #[cfg(not(feature = "native"))]
     let results: Vec<Vec<Vec<f32>>> = input.chunks(image_len).map(per_image).collect();
 
-    let mut out: Vec<Vec<f32>> = nodes
-        .iter()
-        .map(|&n| Vec::with_capacity(batch * graph.nodes[n].size()))
-        .collect();
+    let mut out: Vec<Vec<f32>> = nodes.iter().map(|&n| Vec::with_capacity(batch * graph.nodes[n].size())).collect();
     for image in results {
         for (o, values) in out.iter_mut().zip(image) {
             o.extend_from_slice(&values);
@@ -77,16 +69,9 @@ fn run_image(graph: &Graph, x: &[f32], wanted: &[NodeId]) -> Vec<Vec<f32>> {
     let mut kept: Vec<Option<Vec<f32>>> = vec![None; graph.nodes.len()];
     let stop = wanted.iter().copied().max().unwrap_or(0).max(graph.output);
     for (i, node) in graph.nodes.iter().enumerate().take(stop + 1) {
-        let inputs: Vec<&[f32]> = node
-            .inputs
-            .iter()
-            .map(|&j| values[j].as_deref().expect("topological order"))
-            .collect();
-        let in_shapes: Vec<&[usize]> = node
-            .inputs
-            .iter()
-            .map(|&j| graph.nodes[j].shape.as_slice())
-            .collect();
+        let inputs: Vec<&[f32]> =
+            node.inputs.iter().map(|&j| values[j].as_deref().expect("topological order")).collect();
+        let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|&j| graph.nodes[j].shape.as_slice()).collect();
         let y = match &node.op {
             Op::Input => x.to_vec(),
             _ => eval_node(node, &inputs, &in_shapes),
@@ -101,10 +86,7 @@ fn run_image(graph: &Graph, x: &[f32], wanted: &[NodeId]) -> Vec<Vec<f32>> {
             }
         }
     }
-    wanted
-        .iter()
-        .map(|&n| kept[n].clone().expect("computed"))
-        .collect()
+    wanted.iter().map(|&n| kept[n].clone().expect("computed")).collect()
 }
 
 /// One node on one image.
@@ -112,33 +94,11 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
     let x = inputs[0];
     let mut y = match &node.op {
         Op::Input => unreachable!("handled by the caller"),
-        Op::Conv2d {
-            window,
-            weight,
-            bias,
-            ..
-        } => conv2d(x, in_shapes[0], &node.shape, window, weight, bias.as_ref()),
-        Op::BatchNorm {
-            epsilon,
-            gamma,
-            beta,
-            mean,
-            variance,
-        } => {
-            let c = mean.len();
-            // TensorFlow's inference form: x * scale + (beta - mean * scale).
-            let scale: Vec<f32> = (0..c)
-                .map(|i| {
-                    gamma.as_ref().map_or(1.0, |g| g.data[i]) / (variance.data[i] + epsilon).sqrt()
-                })
-                .collect();
-            let offset: Vec<f32> = (0..c)
-                .map(|i| beta.as_ref().map_or(0.0, |b| b.data[i]) - mean.data[i] * scale[i])
-                .collect();
-            x.iter()
-                .enumerate()
-                .map(|(i, &v)| v * scale[i % c] + offset[i % c])
-                .collect()
+        Op::Conv2d { window, weight, bias, .. } => conv2d(x, in_shapes[0], &node.shape, window, weight, bias.as_ref()),
+        Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
+            let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
+            let c = scale.len();
+            x.iter().enumerate().map(|(i, &v)| v * scale[i % c] + offset[i % c]).collect()
         }
         Op::Activation(_) | Op::Flatten => x.to_vec(),
         Op::Add { .. } => {
@@ -161,9 +121,7 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
         }
         Op::Dense { weight, bias, .. } => {
             let (n_in, n_out) = (weight.shape[0], weight.shape[1]);
-            let mut acc = bias
-                .as_ref()
-                .map_or_else(|| vec![0.0; n_out], |b| b.data.clone());
+            let mut acc = bias.as_ref().map_or_else(|| vec![0.0; n_out], |b| b.data.clone());
             for i in 0..n_in {
                 let row = &weight.data[i * n_out..(i + 1) * n_out];
                 acc.iter_mut().zip(row).for_each(|(a, w)| *a += x[i] * w);
@@ -231,13 +189,7 @@ fn conv2d(
     y
 }
 
-fn pool(
-    x: &[f32],
-    in_shape: &[usize],
-    out_shape: &[usize],
-    window: &Window,
-    max: bool,
-) -> Vec<f32> {
+fn pool(x: &[f32], in_shape: &[usize], out_shape: &[usize], window: &Window, max: bool) -> Vec<f32> {
     let (h, w, c) = (in_shape[0] as isize, in_shape[1] as isize, in_shape[2]);
     let (oh, ow) = (out_shape[0], out_shape[1]);
     let mut y = Vec::with_capacity(oh * ow * c);

@@ -3,6 +3,7 @@
 //! The CPU engine is the reference every other engine is checked against.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
 use crate::graph::NodeId;

@@ -28,53 +28,35 @@ pub struct KerasH5 {
 impl KerasH5 {
     pub fn open(path: &Path) -> Result<Self> {
         std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        let file = hdf5::File::open(path).map_err(|e| Error::Hdf5 {
-            path: path.into(),
-            detail: e.to_string(),
+        let file = hdf5::File::open(path).map_err(|e| Error::Hdf5 { path: path.into(), detail: e.to_string() })?;
+        let bad = |detail: String| Error::ModelFile { path: path.into(), detail };
+        let attr = file.attr("model_config").map_err(|_| {
+            bad("has no 'model_config' attribute: not a full Keras model (weights-only files are not supported)".into())
         })?;
-        let bad = |detail: String| Error::ModelFile {
-            path: path.into(),
-            detail,
-        };
-        let attr = file
-            .attr("model_config")
-            .map_err(|_| bad("has no 'model_config' attribute: not a full Keras model (weights-only files are not supported)".into()))?;
         let model_config = read_strings(&attr)
             .map_err(|e| bad(format!("cannot read 'model_config': {e}")))?
             .into_iter()
             .next()
             .ok_or_else(|| bad("'model_config' is empty".into()))?;
-        let keras_version = file
-            .attr("keras_version")
-            .ok()
-            .and_then(|a| read_strings(&a).ok())
-            .and_then(|v| v.into_iter().next());
+        let keras_version =
+            file.attr("keras_version").ok().and_then(|a| read_strings(&a).ok()).and_then(|v| v.into_iter().next());
         if !file.link_exists("model_weights") {
             return Err(bad("has no 'model_weights' group".into()));
         }
-        Ok(KerasH5 {
-            path: path.into(),
-            file,
-            model_config,
-            keras_version,
-        })
+        Ok(KerasH5 { path: path.into(), file, model_config, keras_version })
     }
 }
 
 impl WeightSource for KerasH5 {
     fn layer_weights(&self, layer: &str) -> Result<BTreeMap<String, Tensor>> {
-        let bad = |detail: String| Error::ModelFile {
-            path: self.path.clone(),
-            detail: format!("layer '{layer}': {detail}"),
-        };
+        let bad =
+            |detail: String| Error::ModelFile { path: self.path.clone(), detail: format!("layer '{layer}': {detail}") };
         let group = self
             .file
             .group(&format!("model_weights/{layer}"))
             .map_err(|_| bad("has no group in 'model_weights'".into()))?;
         let names = match group.attr("weight_names") {
-            Ok(a) => {
-                read_strings(&a).map_err(|e| bad(format!("cannot read 'weight_names': {e}")))?
-            }
+            Ok(a) => read_strings(&a).map_err(|e| bad(format!("cannot read 'weight_names': {e}")))?,
             Err(_) => return Err(bad("has no 'weight_names' attribute".into())),
         };
         let mut out = BTreeMap::new();
@@ -82,20 +64,13 @@ impl WeightSource for KerasH5 {
             // "conv2d/kernel:0" -> "kernel"
             let short = full.rsplit('/').next().unwrap_or(&full);
             let short = short.strip_suffix(":0").unwrap_or(short).to_string();
-            let ds = group.dataset(&full).map_err(|e| {
-                bad(format!(
-                    "weight '{full}' is listed but cannot be opened: {e}"
-                ))
-            })?;
+            let ds = group
+                .dataset(&full)
+                .map_err(|e| bad(format!("weight '{full}' is listed but cannot be opened: {e}")))?;
             let shape = ds.shape();
-            let data = ds
-                .read_raw::<f32>()
-                .map_err(|e| bad(format!("weight '{full}' cannot be read as f32: {e}")))?;
+            let data = ds.read_raw::<f32>().map_err(|e| bad(format!("weight '{full}' cannot be read as f32: {e}")))?;
             if data.len() != shape.iter().product::<usize>() {
-                return Err(bad(format!(
-                    "weight '{full}' holds {} values for shape {shape:?}",
-                    data.len()
-                )));
+                return Err(bad(format!("weight '{full}' holds {} values for shape {shape:?}", data.len())));
             }
             out.insert(short, Tensor::new(shape, data));
         }
@@ -108,31 +83,17 @@ fn read_strings(attr: &hdf5::Attribute) -> hdf5::Result<Vec<String>> {
     // Fixed-length strings convert to any longer fixed length on read.
     const FIXED: usize = 1024;
     let strings = match attr.dtype()?.to_descriptor()? {
-        TypeDescriptor::VarLenAscii => attr
-            .read_raw::<VarLenAscii>()?
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-        TypeDescriptor::VarLenUnicode => attr
-            .read_raw::<VarLenUnicode>()?
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-        TypeDescriptor::FixedAscii(n) if n <= FIXED => attr
-            .read_raw::<FixedAscii<FIXED>>()?
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-        TypeDescriptor::FixedUnicode(n) if n <= FIXED => attr
-            .read_raw::<FixedUnicode<FIXED>>()?
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-        other => {
-            return Err(hdf5::Error::from(
-                format!("expected a string attribute, found {other}").as_str(),
-            ))
+        TypeDescriptor::VarLenAscii => attr.read_raw::<VarLenAscii>()?.iter().map(|s| s.as_str().to_string()).collect(),
+        TypeDescriptor::VarLenUnicode => {
+            attr.read_raw::<VarLenUnicode>()?.iter().map(|s| s.as_str().to_string()).collect()
         }
+        TypeDescriptor::FixedAscii(n) if n <= FIXED => {
+            attr.read_raw::<FixedAscii<FIXED>>()?.iter().map(|s| s.as_str().to_string()).collect()
+        }
+        TypeDescriptor::FixedUnicode(n) if n <= FIXED => {
+            attr.read_raw::<FixedUnicode<FIXED>>()?.iter().map(|s| s.as_str().to_string()).collect()
+        }
+        other => return Err(hdf5::Error::from(format!("expected a string attribute, found {other}").as_str())),
     };
     Ok(strings)
 }

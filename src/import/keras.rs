@@ -33,8 +33,7 @@ struct LayerSpec {
 /// Builds the graph for `model_config` (the JSON text stored in the `.h5`'s
 /// root attribute), taking weights from `weights`.
 pub fn graph_from_config(model_config: &str, weights: &dyn WeightSource) -> Result<Graph> {
-    let root: Value = serde_json::from_str(model_config)
-        .map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
+    let root: Value = serde_json::from_str(model_config).map_err(|e| Error::Config(format!("not valid JSON: {e}")))?;
     let class = root["class_name"].as_str().unwrap_or("");
     if !matches!(class, "Functional" | "Model") {
         return Err(Error::Config(format!(
@@ -43,9 +42,7 @@ pub fn graph_from_config(model_config: &str, weights: &dyn WeightSource) -> Resu
     }
     let config = &root["config"];
     let model_name = config["name"].as_str().unwrap_or("model").to_string();
-    let layers = config["layers"]
-        .as_array()
-        .ok_or_else(|| Error::Config("config has no 'layers' list".into()))?;
+    let layers = config["layers"].as_array().ok_or_else(|| Error::Config("config has no 'layers' list".into()))?;
     let specs: Vec<LayerSpec> = layers.iter().map(parse_layer_spec).collect::<Result<_>>()?;
 
     let inputs = endpoint_names(&config["input_layers"], "input_layers")?;
@@ -58,17 +55,10 @@ pub fn graph_from_config(model_config: &str, weights: &dyn WeightSource) -> Resu
         )));
     }
 
-    let by_name: HashMap<&str, usize> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+    let by_name: HashMap<&str, usize> = specs.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
     let order = topological_order(&specs, &by_name, &outputs[0])?;
 
-    let mut builder = Builder {
-        nodes: Vec::new(),
-        output_of: HashMap::new(),
-    };
+    let mut builder = Builder { nodes: Vec::new(), output_of: HashMap::new() };
     let mut input_id = None;
     for &i in &order {
         let spec = &specs[i];
@@ -83,60 +73,32 @@ pub fn graph_from_config(model_config: &str, weights: &dyn WeightSource) -> Resu
             input_id = Some(id);
         }
     }
-    let input = input_id.ok_or_else(|| {
-        Error::Config(format!(
-            "the output '{}' does not depend on an InputLayer",
-            outputs[0]
-        ))
-    })?;
+    let input = input_id
+        .ok_or_else(|| Error::Config(format!("the output '{}' does not depend on an InputLayer", outputs[0])))?;
     let output = builder.output_of[outputs[0].as_str()];
-    Ok(Graph {
-        name: model_name,
-        nodes: builder.nodes,
-        input,
-        output,
-    })
+    Ok(Graph { name: model_name, nodes: builder.nodes, input, output })
 }
 
 fn parse_layer_spec(layer: &Value) -> Result<LayerSpec> {
-    let class = layer["class_name"]
-        .as_str()
-        .ok_or_else(|| Error::Config("a layer has no class_name".into()))?
-        .to_string();
+    let class =
+        layer["class_name"].as_str().ok_or_else(|| Error::Config("a layer has no class_name".into()))?.to_string();
     let name = layer["name"]
         .as_str()
         .or_else(|| layer["config"]["name"].as_str())
         .ok_or_else(|| Error::Config(format!("a {class} layer has no name")))?
         .to_string();
-    let nodes = layer["inbound_nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let nodes = layer["inbound_nodes"].as_array().cloned().unwrap_or_default();
     if nodes.len() > 1 {
-        return Err(Error::layer(
-            &name,
-            format!(
-                "is called {} times; shared layers are not supported",
-                nodes.len()
-            ),
-        ));
+        return Err(Error::layer(&name, format!("is called {} times; shared layers are not supported", nodes.len())));
     }
     let mut inbound = Vec::new();
     if let Some(node) = nodes.first() {
         collect_inbound(node, &mut inbound);
         if inbound.is_empty() {
-            return Err(Error::layer(
-                &name,
-                "has an inbound node that names no layer",
-            ));
+            return Err(Error::layer(&name, "has an inbound node that names no layer"));
         }
     }
-    Ok(LayerSpec {
-        name,
-        class,
-        config: layer["config"].clone(),
-        inbound,
-    })
+    Ok(LayerSpec { name, class, config: layer["config"].clone(), inbound })
 }
 
 /// Collects the source layer names of one call node. tf.keras 2 writes
@@ -145,9 +107,7 @@ fn parse_layer_spec(layer: &Value) -> Result<LayerSpec> {
 fn collect_inbound(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Array(items) => {
-            if let (Some(Value::String(name)), Some(Value::Number(_))) =
-                (items.first(), items.get(1))
-            {
+            if let (Some(Value::String(name)), Some(Value::Number(_))) = (items.first(), items.get(1)) {
                 out.push(name.clone());
             } else {
                 items.iter().for_each(|i| collect_inbound(i, out));
@@ -168,9 +128,7 @@ fn collect_inbound(v: &Value, out: &mut Vec<String>) {
 
 /// `input_layers`/`output_layers`: `[["input_1", 0, 0]]`, or `["input_1", 0, 0]`.
 fn endpoint_names(v: &Value, what: &str) -> Result<Vec<String>> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| Error::Config(format!("config has no '{what}'")))?;
+    let arr = v.as_array().ok_or_else(|| Error::Config(format!("config has no '{what}'")))?;
     if let Some(Value::String(name)) = arr.first() {
         return Ok(vec![name.clone()]);
     }
@@ -185,11 +143,7 @@ fn endpoint_names(v: &Value, what: &str) -> Result<Vec<String>> {
 }
 
 /// Layers the output depends on, dependencies first.
-fn topological_order(
-    specs: &[LayerSpec],
-    by_name: &HashMap<&str, usize>,
-    output: &str,
-) -> Result<Vec<usize>> {
+fn topological_order(specs: &[LayerSpec], by_name: &HashMap<&str, usize>, output: &str) -> Result<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -198,21 +152,18 @@ fn topological_order(
     }
     let mut mark = vec![Mark::New; specs.len()];
     let mut order = Vec::new();
-    let start = *by_name.get(output).ok_or_else(|| {
-        Error::Config(format!("output layer '{output}' is not in the layer list"))
-    })?;
+    let start = *by_name
+        .get(output)
+        .ok_or_else(|| Error::Config(format!("output layer '{output}' is not in the layer list")))?;
     // Iterative DFS: (layer, next inbound index to visit).
     let mut stack = vec![(start, 0usize)];
     mark[start] = Mark::Active;
     while let Some(&mut (i, ref mut next)) = stack.last_mut() {
         if let Some(src) = specs[i].inbound.get(*next) {
             *next += 1;
-            let j = *by_name.get(src.as_str()).ok_or_else(|| {
-                Error::layer(
-                    &specs[i].name,
-                    format!("takes input from unknown layer '{src}'"),
-                )
-            })?;
+            let j = *by_name
+                .get(src.as_str())
+                .ok_or_else(|| Error::layer(&specs[i].name, format!("takes input from unknown layer '{src}'")))?;
             match mark[j] {
                 Mark::New => {
                     mark[j] = Mark::Active;
@@ -237,57 +188,29 @@ struct Builder {
 }
 
 impl Builder {
-    fn push(
-        &mut self,
-        name: String,
-        layer: &str,
-        op: Op,
-        inputs: Vec<NodeId>,
-        shape: Vec<usize>,
-    ) -> NodeId {
-        self.nodes.push(Node {
-            name,
-            layers: vec![layer.to_string()],
-            op,
-            inputs,
-            shape,
-        });
+    fn push(&mut self, name: String, layer: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
+        self.nodes.push(Node { name, layers: vec![layer.to_string()], op, inputs, shape });
         self.nodes.len() - 1
     }
 
     fn add_layer(&mut self, spec: &LayerSpec, weights: &dyn WeightSource) -> Result<NodeId> {
         let name = spec.name.as_str();
         let cfg = &spec.config;
-        let inputs: Vec<NodeId> = spec
-            .inbound
-            .iter()
-            .map(|s| self.output_of[s.as_str()])
-            .collect();
-        let in_shapes: Vec<Vec<usize>> = inputs
-            .iter()
-            .map(|&i| self.nodes[i].shape.clone())
-            .collect();
+        let inputs: Vec<NodeId> = spec.inbound.iter().map(|s| self.output_of[s.as_str()]).collect();
+        let in_shapes: Vec<Vec<usize>> = inputs.iter().map(|&i| self.nodes[i].shape.clone()).collect();
         let expect_inputs = |n: usize| -> Result<()> {
             if inputs.len() != n {
-                return Err(Error::layer(
-                    name,
-                    format!("expects {n} input(s), has {}", inputs.len()),
-                ));
+                return Err(Error::layer(name, format!("expects {n} input(s), has {}", inputs.len())));
             }
             Ok(())
         };
         let feature_map = |shape: &[usize]| -> Result<[usize; 3]> {
             match *shape {
                 [h, w, c] => Ok([h, w, c]),
-                _ => Err(Error::layer(
-                    name,
-                    format!("needs an (h, w, c) input, got {shape:?}"),
-                )),
+                _ => Err(Error::layer(name, format!("needs an (h, w, c) input, got {shape:?}"))),
             }
         };
-        let take = |expected: &[(&str, Vec<usize>)],
-                    optional: &[&str]|
-         -> Result<BTreeMap<String, Tensor>> {
+        let take = |expected: &[(&str, Vec<usize>)], optional: &[&str]| -> Result<BTreeMap<String, Tensor>> {
             let mut got = weights.layer_weights(name)?;
             let mut out = BTreeMap::new();
             for (wname, shape) in expected {
@@ -326,14 +249,9 @@ impl Builder {
                     .iter()
                     .map(|d| d.as_u64().map(|d| d as usize).filter(|&d| d > 0))
                     .collect::<Option<_>>()
-                    .ok_or_else(|| {
-                        Error::layer(name, format!("input shape {dims:?} must be fully known"))
-                    })?;
+                    .ok_or_else(|| Error::layer(name, format!("input shape {dims:?} must be fully known")))?;
                 if shape.len() != 3 {
-                    return Err(Error::layer(
-                        name,
-                        format!("input shape {shape:?} is not (h, w, c)"),
-                    ));
+                    return Err(Error::layer(name, format!("input shape {shape:?} is not (h, w, c)")));
                 }
                 (Op::Input, shape)
             }
@@ -348,12 +266,15 @@ impl Builder {
                     return Err(Error::layer(name, "grouped convolution is not supported"));
                 }
                 let filters = usize_field(cfg, "filters", name)?;
-                let kernel = pair(cfg, "kernel_size", name)?
-                    .ok_or_else(|| Error::layer(name, "has no kernel_size"))?;
+                let kernel = pair(cfg, "kernel_size", name)?.ok_or_else(|| Error::layer(name, "has no kernel_size"))?;
                 let strides = pair(cfg, "strides", name)?.unwrap_or([1, 1]);
                 let mode = padding_mode(cfg, name)?;
-                let (window, [oh, ow]) = Window::resolve([h, w], kernel, strides, mode)
-                    .ok_or_else(|| Error::layer(name, format!("a {kernel:?} window with strides {strides:?} does not fit a {h}x{w} input")))?;
+                let (window, [oh, ow]) = Window::resolve([h, w], kernel, strides, mode).ok_or_else(|| {
+                    Error::layer(
+                        name,
+                        format!("a {kernel:?} window with strides {strides:?} does not fit a {h}x{w} input"),
+                    )
+                })?;
                 let use_bias = cfg["use_bias"].as_bool().unwrap_or(true);
                 let activation = activation_field(cfg, name)?;
                 let mut expected = vec![("kernel", vec![kernel[0], kernel[1], cin, filters])];
@@ -361,29 +282,15 @@ impl Builder {
                     expected.push(("bias", vec![filters]));
                 }
                 let mut w = take(&expected, &[])?;
-                let op = Op::Conv2d {
-                    window,
-                    weight: w.remove("kernel").unwrap(),
-                    bias: w.remove("bias"),
-                    activation,
-                };
-                return Ok(self.with_activation(
-                    name,
-                    op,
-                    inputs,
-                    vec![oh, ow, filters],
-                    activation,
-                ));
+                let op = Op::Conv2d { window, weight: w.remove("kernel").unwrap(), bias: w.remove("bias"), activation };
+                return Ok(self.with_activation(name, op, inputs, vec![oh, ow, filters], activation));
             }
             "Dense" => {
                 expect_inputs(1)?;
                 let [n_in] = in_shapes[0][..] else {
                     return Err(Error::layer(
                         name,
-                        format!(
-                            "Dense on a {:?} input is not supported (flatten it first)",
-                            in_shapes[0]
-                        ),
+                        format!("Dense on a {:?} input is not supported (flatten it first)", in_shapes[0]),
                     ));
                 };
                 let units = usize_field(cfg, "units", name)?;
@@ -394,11 +301,7 @@ impl Builder {
                     expected.push(("bias", vec![units]));
                 }
                 let mut w = take(&expected, &[])?;
-                let op = Op::Dense {
-                    weight: w.remove("kernel").unwrap(),
-                    bias: w.remove("bias"),
-                    activation,
-                };
+                let op = Op::Dense { weight: w.remove("kernel").unwrap(), bias: w.remove("bias"), activation };
                 return Ok(self.with_activation(name, op, inputs, vec![units], activation));
             }
             "BatchNormalization" => {
@@ -413,20 +316,14 @@ impl Builder {
                 if !matches!(axis, Some(a) if a == -1 || a == rank) {
                     return Err(Error::layer(
                         name,
-                        format!(
-                            "normalises axis {}; only the channel (last) axis is supported",
-                            cfg["axis"]
-                        ),
+                        format!("normalises axis {}; only the channel (last) axis is supported", cfg["axis"]),
                     ));
                 }
                 let channels = *shape.last().unwrap();
                 let epsilon = cfg["epsilon"].as_f64().unwrap_or(1e-3) as f32;
                 let center = cfg["center"].as_bool().unwrap_or(true);
                 let scale = cfg["scale"].as_bool().unwrap_or(true);
-                let mut expected = vec![
-                    ("moving_mean", vec![channels]),
-                    ("moving_variance", vec![channels]),
-                ];
+                let mut expected = vec![("moving_mean", vec![channels]), ("moving_variance", vec![channels])];
                 if scale {
                     expected.push(("gamma", vec![channels]));
                 }
@@ -450,23 +347,12 @@ impl Builder {
             }
             "Add" => {
                 if inputs.len() < 2 {
-                    return Err(Error::layer(
-                        name,
-                        format!("Add needs at least 2 inputs, has {}", inputs.len()),
-                    ));
+                    return Err(Error::layer(name, format!("Add needs at least 2 inputs, has {}", inputs.len())));
                 }
                 if let Some(s) = in_shapes.iter().find(|s| **s != in_shapes[0]) {
-                    return Err(Error::layer(
-                        name,
-                        format!("adds tensors of shapes {:?} and {s:?}", in_shapes[0]),
-                    ));
+                    return Err(Error::layer(name, format!("adds tensors of shapes {:?} and {s:?}", in_shapes[0])));
                 }
-                (
-                    Op::Add {
-                        activation: Activation::Linear,
-                    },
-                    in_shapes[0].clone(),
-                )
+                (Op::Add { activation: Activation::Linear }, in_shapes[0].clone())
             }
             "AveragePooling2D" | "MaxPooling2D" => {
                 expect_inputs(1)?;
@@ -475,13 +361,13 @@ impl Builder {
                 let kernel = pair(cfg, "pool_size", name)?.unwrap_or([2, 2]);
                 let strides = pair(cfg, "strides", name)?.unwrap_or(kernel);
                 let mode = padding_mode(cfg, name)?;
-                let (window, [oh, ow]) = Window::resolve([h, w], kernel, strides, mode)
-                    .ok_or_else(|| Error::layer(name, format!("a {kernel:?} pool with strides {strides:?} does not fit a {h}x{w} input")))?;
-                let op = if spec.class == "MaxPooling2D" {
-                    Op::MaxPool(window)
-                } else {
-                    Op::AvgPool(window)
-                };
+                let (window, [oh, ow]) = Window::resolve([h, w], kernel, strides, mode).ok_or_else(|| {
+                    Error::layer(
+                        name,
+                        format!("a {kernel:?} pool with strides {strides:?} does not fit a {h}x{w} input"),
+                    )
+                })?;
+                let op = if spec.class == "MaxPooling2D" { Op::MaxPool(window) } else { Op::AvgPool(window) };
                 (op, vec![oh, ow, c])
             }
             "GlobalAveragePooling2D" => {
@@ -489,11 +375,7 @@ impl Builder {
                 let [_, _, c] = feature_map(&in_shapes[0])?;
                 check_channels_last(name, cfg)?;
                 // keepdims only changes the shape's bookkeeping, not the data.
-                let shape = if cfg["keepdims"].as_bool().unwrap_or(false) {
-                    vec![1, 1, c]
-                } else {
-                    vec![c]
-                };
+                let shape = if cfg["keepdims"].as_bool().unwrap_or(false) { vec![1, 1, c] } else { vec![c] };
                 (Op::GlobalAvgPool, shape)
             }
             "Flatten" => {
@@ -527,19 +409,11 @@ impl Builder {
     ) -> NodeId {
         let id = if activation == Activation::Softmax {
             match &mut op {
-                Op::Conv2d { activation, .. } | Op::Dense { activation, .. } => {
-                    *activation = Activation::Linear
-                }
+                Op::Conv2d { activation, .. } | Op::Dense { activation, .. } => *activation = Activation::Linear,
                 _ => unreachable!("only Conv2D and Dense carry activations"),
             }
             let pre = self.push(format!("{name}:preact"), name, op, inputs, shape.clone());
-            self.push(
-                name.to_string(),
-                name,
-                Op::Activation(Activation::Softmax),
-                vec![pre],
-                shape,
-            )
+            self.push(name.to_string(), name, Op::Activation(Activation::Softmax), vec![pre], shape)
         } else {
             self.push(name.to_string(), name, op, inputs, shape)
         };
@@ -553,25 +427,12 @@ fn usize_field(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
         .as_u64()
         .filter(|&v| v > 0)
         .map(|v| v as usize)
-        .ok_or_else(|| {
-            Error::layer(
-                layer,
-                format!("'{key}' must be a positive integer, found {}", cfg[key]),
-            )
-        })
+        .ok_or_else(|| Error::layer(layer, format!("'{key}' must be a positive integer, found {}", cfg[key])))
 }
 
 /// A `(int, int)` field, also accepting a single int; `None` when absent.
 fn pair(cfg: &Value, key: &str, layer: &str) -> Result<Option<[usize; 2]>> {
-    let bad = || {
-        Error::layer(
-            layer,
-            format!(
-                "'{key}' must be one or two positive integers, found {}",
-                cfg[key]
-            ),
-        )
-    };
+    let bad = || Error::layer(layer, format!("'{key}' must be one or two positive integers, found {}", cfg[key]));
     match &cfg[key] {
         Value::Null => Ok(None),
         Value::Number(n) => {
@@ -591,29 +452,19 @@ fn padding_mode(cfg: &Value, layer: &str) -> Result<PaddingMode> {
     match cfg["padding"].as_str().unwrap_or("valid") {
         "same" => Ok(PaddingMode::Same),
         "valid" => Ok(PaddingMode::Valid),
-        other => Err(Error::layer(
-            layer,
-            format!("padding '{other}' is not supported (same, valid)"),
-        )),
+        other => Err(Error::layer(layer, format!("padding '{other}' is not supported (same, valid)"))),
     }
 }
 
 fn activation_field(cfg: &Value, layer: &str) -> Result<Activation> {
     let name = cfg["activation"].as_str().unwrap_or("linear");
-    Activation::parse(name).ok_or_else(|| {
-        Error::layer(
-            layer,
-            format!("activation '{name}' is not supported (linear, relu, softmax)"),
-        )
-    })
+    Activation::parse(name)
+        .ok_or_else(|| Error::layer(layer, format!("activation '{name}' is not supported (linear, relu, softmax)")))
 }
 
 fn check_channels_last(layer: &str, cfg: &Value) -> Result<()> {
     match cfg["data_format"].as_str() {
         None | Some("channels_last") => Ok(()),
-        Some(f) => Err(Error::layer(
-            layer,
-            format!("data_format '{f}' is not supported (channels_last only)"),
-        )),
+        Some(f) => Err(Error::layer(layer, format!("data_format '{f}' is not supported (channels_last only)"))),
     }
 }

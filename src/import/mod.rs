@@ -59,11 +59,8 @@ pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
             "{what}: is an HDF5 file; this build reads only converted .safetensors models (run `resnet8 convert`)"
         )));
     }
-    let st = safetensors::SafetensorsModel::from_bytes(bytes, what).map_err(|e| {
-        Error::Input(format!(
-            "{e} (expected a Keras .h5 or a .safetensors from `resnet8 convert`)"
-        ))
-    })?;
+    let st = safetensors::SafetensorsModel::from_bytes(bytes, what)
+        .map_err(|e| Error::Input(format!("{e} (expected a Keras .h5 or a .safetensors from `resnet8 convert`)")))?;
     let graph = keras::graph_from_config(&st.model_config, &st)?;
     Ok(Model {
         graph,

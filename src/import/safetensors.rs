@@ -79,22 +79,11 @@ pub fn to_bytes(graph: &Graph, model_config: &str, keras_version: Option<&str>) 
     let tensors = torch_tensors(graph);
     let raw: Vec<(String, Vec<usize>, &[u8])> = tensors
         .iter()
-        .map(|t| {
-            (
-                t.torch_name.clone(),
-                t.tensor.shape.clone(),
-                bytemuck::cast_slice::<f32, u8>(&t.tensor.data),
-            )
-        })
+        .map(|t| (t.torch_name.clone(), t.tensor.shape.clone(), bytemuck::cast_slice::<f32, u8>(&t.tensor.data)))
         .collect();
     let views = raw
         .iter()
-        .map(|(name, shape, data)| {
-            Ok((
-                name.clone(),
-                TensorView::new(Dtype::F32, shape.clone(), data)?,
-            ))
-        })
+        .map(|(name, shape, data)| Ok((name.clone(), TensorView::new(Dtype::F32, shape.clone(), data)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| Error::Input(format!("cannot serialise weights: {e}")))?;
     let mut meta = HashMap::new();
@@ -104,8 +93,7 @@ pub fn to_bytes(graph: &Graph, model_config: &str, keras_version: Option<&str>) 
     if let Some(v) = keras_version {
         meta.insert("keras_version".to_string(), v.to_string());
     }
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Input(format!("cannot serialise weights: {e}")))
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Input(format!("cannot serialise weights: {e}")))
 }
 
 /// A converted model held in memory.
@@ -119,27 +107,22 @@ impl SafetensorsModel {
     /// Parses and validates the header; `what` names the source in errors.
     pub fn from_bytes(bytes: Vec<u8>, what: &str) -> Result<Self> {
         let bad = |detail: String| Error::Input(format!("{what}: {detail}"));
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
-        SafeTensors::deserialize(&bytes)
-            .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+        SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         let meta = meta.metadata().clone().unwrap_or_default();
         match meta.get("format").map(String::as_str) {
             Some(FORMAT) => {}
             Some(other) => return Err(bad(format!("has format '{other}', expected '{FORMAT}'"))),
-            None => return Err(bad(format!(
-                "has no graph: it was not written by `resnet8 convert` (no '{FORMAT}' metadata)"
-            ))),
+            None => {
+                return Err(bad(format!(
+                    "has no graph: it was not written by `resnet8 convert` (no '{FORMAT}' metadata)"
+                )))
+            }
         }
-        let model_config = meta
-            .get("model_config")
-            .cloned()
-            .ok_or_else(|| bad("has no 'model_config' metadata".into()))?;
-        Ok(SafetensorsModel {
-            bytes,
-            model_config,
-            keras_version: meta.get("keras_version").cloned(),
-        })
+        let model_config =
+            meta.get("model_config").cloned().ok_or_else(|| bad("has no 'model_config' metadata".into()))?;
+        Ok(SafetensorsModel { bytes, model_config, keras_version: meta.get("keras_version").cloned() })
     }
 }
 
@@ -159,11 +142,7 @@ impl WeightSource for SafetensorsModel {
                     detail: format!("has dtype {:?}; only F32 is supported", view.dtype()),
                 });
             }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
+            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
             found.insert(suffix, (view.shape().to_vec(), data));
         }
         let is_bn = found.contains_key("running_mean");

@@ -11,28 +11,12 @@ use super::merge_into_producer;
 
 pub fn fold_batch_norm(graph: &Graph) -> Graph {
     merge_into_producer(graph, |producer, node| {
-        let Op::BatchNorm {
-            epsilon,
-            gamma,
-            beta,
-            mean,
-            variance,
-        } = node
-        else {
+        let Op::BatchNorm { epsilon, gamma, beta, mean, variance } = node else {
             return None;
         };
         let (weight, bias) = match producer {
-            Op::Conv2d {
-                weight,
-                bias,
-                activation: Activation::Linear,
-                ..
-            } => (weight, bias),
-            Op::Dense {
-                weight,
-                bias,
-                activation: Activation::Linear,
-            } => (weight, bias),
+            Op::Conv2d { weight, bias, activation: Activation::Linear, .. } => (weight, bias),
+            Op::Dense { weight, bias, activation: Activation::Linear } => (weight, bias),
             _ => return None,
         };
         let channels = mean.len();
@@ -45,12 +29,7 @@ pub fn fold_batch_norm(graph: &Graph) -> Graph {
         // Both layouts keep the output channel as the last axis.
         let folded_weight = Tensor::new(
             weight.shape.clone(),
-            weight
-                .data
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| (w as f64 * scale[i % channels]) as f32)
-                .collect(),
+            weight.data.iter().enumerate().map(|(i, &w)| (w as f64 * scale[i % channels]) as f32).collect(),
         );
         let folded_bias = Tensor::new(
             vec![channels],
@@ -69,11 +48,7 @@ pub fn fold_batch_norm(graph: &Graph) -> Graph {
                 bias: Some(folded_bias),
                 activation: Activation::Linear,
             },
-            _ => Op::Dense {
-                weight: folded_weight,
-                bias: Some(folded_bias),
-                activation: Activation::Linear,
-            },
+            _ => Op::Dense { weight: folded_weight, bias: Some(folded_bias), activation: Activation::Linear },
         })
     })
 }

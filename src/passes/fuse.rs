@@ -19,9 +19,7 @@ pub fn fuse_activations(graph: &Graph) -> Graph {
         }
         let mut fused = producer.clone();
         match &mut fused {
-            Op::Conv2d { activation, .. }
-            | Op::Dense { activation, .. }
-            | Op::Add { activation }
+            Op::Conv2d { activation, .. } | Op::Dense { activation, .. } | Op::Add { activation }
                 if *activation == Activation::Linear =>
             {
                 *activation = Activation::Relu;

@@ -23,9 +23,7 @@ pub fn optimize(graph: &Graph) -> Graph {
 /// `merge(producer, node)` gives the combined op. A producer is only merged
 /// when the node is its sole consumer and it is not the graph output.
 pub(crate) fn merge_into_producer(graph: &Graph, merge: impl Fn(&Op, &Op) -> Option<Op>) -> Graph {
-    let consumers: Vec<usize> = (0..graph.nodes.len())
-        .map(|i| graph.consumers(i).len())
-        .collect();
+    let consumers: Vec<usize> = (0..graph.nodes.len()).map(|i| graph.consumers(i).len()).collect();
     let mut nodes: Vec<Node> = Vec::with_capacity(graph.nodes.len());
     let mut map: Vec<NodeId> = Vec::with_capacity(graph.nodes.len());
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -48,10 +46,5 @@ pub(crate) fn merge_into_producer(graph: &Graph, merge: impl Fn(&Op, &Op) -> Opt
         nodes.push(n);
         debug_assert_eq!(map[i], nodes.len() - 1);
     }
-    Graph {
-        name: graph.name.clone(),
-        nodes,
-        input: map[graph.input],
-        output: map[graph.output],
-    }
+    Graph { name: graph.name.clone(), nodes, input: map[graph.input], output: map[graph.output] }
 }

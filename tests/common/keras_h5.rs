@@ -57,7 +57,14 @@ impl ModelBuilder {
     }
 
     /// Adds a layer given its class, config and inputs; returns its name.
-    pub fn layer(&mut self, class: &str, base: &'static str, mut config: Value, inputs: &[&str], shape: Vec<usize>) -> String {
+    pub fn layer(
+        &mut self,
+        class: &str,
+        base: &'static str,
+        mut config: Value,
+        inputs: &[&str],
+        shape: Vec<usize>,
+    ) -> String {
         let name = self.name(base);
         config["name"] = json!(name);
         let inbound: Vec<Value> = inputs.iter().map(|i| json!([i, 0, 0, {}])).collect();
@@ -74,11 +81,7 @@ impl ModelBuilder {
     fn add_weights(&mut self, layer: &str, weights: Vec<(&str, Vec<usize>, Vec<f32>)>) {
         let ws = weights
             .into_iter()
-            .map(|(n, shape, data)| Weight {
-                name: format!("{layer}/{n}:0"),
-                shape,
-                data,
-            })
+            .map(|(n, shape, data)| Weight { name: format!("{layer}/{n}:0"), shape, data })
             .collect();
         self.weights.push((layer.to_string(), ws));
     }
@@ -90,7 +93,15 @@ impl ModelBuilder {
         name
     }
 
-    pub fn conv(&mut self, x: &str, filters: usize, kernel: usize, stride: usize, padding: &str, activation: &str) -> String {
+    pub fn conv(
+        &mut self,
+        x: &str,
+        filters: usize,
+        kernel: usize,
+        stride: usize,
+        padding: &str,
+        activation: &str,
+    ) -> String {
         let [h, w, cin] = self.shape(x)[..] else { panic!("conv on a vector") };
         let out = |n: usize| if padding == "same" { n.div_ceil(stride) } else { (n - kernel) / stride + 1 };
         let cfg = json!({"filters": filters, "kernel_size": [kernel, kernel], "strides": [stride, stride],
@@ -147,7 +158,13 @@ impl ModelBuilder {
 
     pub fn global_avg_pool(&mut self, x: &str) -> String {
         let c = *self.shape(x).last().unwrap();
-        self.layer("GlobalAveragePooling2D", "global_average_pooling2d", json!({"data_format": "channels_last"}), &[x], vec![c])
+        self.layer(
+            "GlobalAveragePooling2D",
+            "global_average_pooling2d",
+            json!({"data_format": "channels_last"}),
+            &[x],
+            vec![c],
+        )
     }
 
     pub fn flatten(&mut self, x: &str) -> String {

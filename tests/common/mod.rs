@@ -39,10 +39,7 @@ pub fn reference(name: &str) -> PathBuf {
 
 /// Runs the `resnet8` binary.
 pub fn resnet8(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnet8"))
-        .args(args)
-        .output()
-        .expect("the resnet8 binary runs")
+    Command::new(env!("CARGO_BIN_EXE_resnet8")).args(args).output().expect("the resnet8 binary runs")
 }
 
 /// Runs the binary and insists it succeeds; returns stdout.
@@ -69,10 +66,7 @@ pub fn max_abs(a: &[f32]) -> f32 {
 
 /// A fresh random seed, printed so a failure can be replayed with RESNET8_SEED.
 pub fn seed() -> u64 {
-    let seed = std::env::var("RESNET8_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
+    let seed = std::env::var("RESNET8_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("random seed: {seed} (replay with RESNET8_SEED={seed})");
     seed
 }

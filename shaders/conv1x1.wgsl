@@ -1,0 +1,49 @@
+// Pointwise Conv2D (1x1 kernel), NHWC, any stride: the ResNet shortcut
+// projection (1x1, stride 2, no BatchNorm). A 1x1 window never needs
+// padding under either 'same' or 'valid', so there is none to apply.
+// Layout and blocking as in conv2d.wgsl: 4 output channels per invocation.
+
+struct Params {
+    n: u32, in_h: u32, in_w: u32, in_c: u32,
+    out_h: u32, out_w: u32, out_c: u32, k_h: u32,
+    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
+    pad_left: u32, act: u32, _pad0: u32, _pad1: u32,
+}
+
+const WG: u32 = 64u;
+const ACT_RELU: u32 = 1u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(WG)
+fn conv1x1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let co4 = (p.out_c + 3u) / 4u;
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.n * p.out_h * p.out_w * co4) {
+        return;
+    }
+    let cb = i % co4;
+    let pixel = i / co4;
+    let ox = pixel % p.out_w;
+    let oy = (pixel / p.out_w) % p.out_h;
+    let n = pixel / (p.out_w * p.out_h);
+
+    var acc = bias[cb];
+    let x_base = ((n * p.in_h + oy * p.stride_h) * p.in_w + ox * p.stride_w) * p.in_c;
+    for (var ci = 0u; ci < p.in_c; ci++) {
+        acc += src[x_base + ci] * weights[ci * co4 + cb];
+    }
+    if (p.act == ACT_RELU) {
+        acc = max(acc, vec4<f32>(0.0));
+    }
+    let out_base = pixel * p.out_c + cb * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        if (cb * 4u + j < p.out_c) {
+            dst[out_base + j] = acc[j];
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The wgpu engine: the graph's ops as WGSL compute shaders (`shaders/`), on
+//! any adapter wgpu offers (Vulkan, Metal, DX12, GL, and WebGPU in a browser).
+
+mod engine;
+mod kernels;
+
+pub use engine::{GpuEngine, LayerTime};
+pub use kernels::{Kernel, SHADER_SOURCES};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Parses a backend name (`vulkan`, `metal`, `dx12`, `gl`, `webgpu`).
+pub fn parse_backend(name: &str) -> Option<wgpu::Backends> {
+    match name.to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Some(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Some(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Some(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Some(wgpu::Backends::GL),
+        "webgpu" | "browser" => Some(wgpu::Backends::BROWSER_WEBGPU),
+        _ => None,
+    }
+}
+
+/// An instance over `backends`, or over whatever `WGPU_BACKEND` names (all
+/// backends when it is unset).
+pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    wgpu::Instance::new(desc)
+}
+
+/// What `resnet8 devices` shows of an adapter: identity and the limits that
+/// decide batch sizes.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub timestamp_query: bool,
+    pub shader_f16: bool,
+}
+
+impl AdapterSummary {
+    pub fn new(index: usize, adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        AdapterSummary {
+            index,
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
+}
+
+/// Every adapter of `backends` (native only: browsers hand out one adapter).
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let inst = instance(backends);
+    let b = backends.unwrap_or(wgpu::Backends::all().with_env());
+    inst.enumerate_adapters(b).await
+}
+
+/// An open device and queue on one adapter.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    pub timestamps: bool,
+}
+
+impl GpuContext {
+    /// Opens adapter `index` of `backends` (see `resnet8 devices`), or the
+    /// best one when `index` is `None`.
+    pub async fn new(backends: Option<wgpu::Backends>, index: Option<usize>) -> Result<Self> {
+        let adapter = match index {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(i) => {
+                let all = adapters(backends).await;
+                let n = all.len();
+                all.into_iter().nth(i).ok_or_else(|| {
+                    Error::Gpu(format!("adapter {i} does not exist: {n} adapter(s) found (see `resnet8 devices`)"))
+                })?
+            }
+            _ => instance(backends)
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::Gpu(format!("no GPU adapter found ({e}); {NO_ADAPTER_HINT}")))?,
+        };
+        Self::from_adapter(adapter, index.unwrap_or(0)).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter, index: usize) -> Result<Self> {
+        let summary = AdapterSummary::new(index, &adapter);
+        let timestamps = summary.timestamp_query;
+        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        // Ask for everything the adapter offers: the batch size follows from
+        // the storage-buffer limits.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("resnet8"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", summary.name)))?;
+        Ok(GpuContext { device, queue, adapter: summary, limits, timestamps })
+    }
+
+    /// "name (backend, device type, driver)".
+    pub fn describe(&self) -> String {
+        let a = &self.adapter;
+        let driver = [a.driver.as_str(), a.driver_info.as_str()]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "{} ({}, {}{})",
+            a.name,
+            a.backend,
+            a.device_type,
+            if driver.is_empty() { String::new() } else { format!(", {driver}") }
+        )
+    }
+}
+
+pub const NO_ADAPTER_HINT: &str =
+    "on a machine without a GPU install Mesa's lavapipe (Debian: mesa-vulkan-drivers libvulkan1), \
+or run with --device cpu";
