@@ -5,6 +5,7 @@
 //! [`passes`] (BatchNorm folding, activation fusion) → [`engine`] (CPU
 //! reference, wgpu) → the `resnet8` commands.
 
+pub mod compare;
 pub mod dataset;
 pub mod engine;
 pub mod error;

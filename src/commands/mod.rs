@@ -1,7 +1,9 @@
 //! The command-line interface: one module per command family.
 
+mod bench;
 mod convert;
 mod device;
+mod diff;
 mod eval;
 mod info;
 
@@ -34,6 +36,10 @@ enum Command {
     Predict(eval::PredictArgs),
     /// Write the model as one self-contained .safetensors (graph + PyTorch-layout weights).
     Convert(convert::ConvertArgs),
+    /// Every layer on the GPU against the CPU reference (and a Keras bundle).
+    Diff(diff::DiffArgs),
+    /// Throughput (median of several runs) and per-layer GPU time.
+    Bench(bench::BenchArgs),
     /// List GPU adapters with the limits that matter.
     Devices(DevicesArgs),
 }
@@ -53,6 +59,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
         Command::Convert(a) => convert::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Devices(a) => device::list_devices(&a.gpu, a.json),
     }
 }

@@ -1,0 +1,184 @@
+//! `resnet8 bench`: throughput after warm-up, medians of several runs, and
+//! per-layer GPU time from timestamp queries. A benchmark, not a test.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+
+use resnet8::engine::gpu::{GpuEngine, LayerTime};
+use resnet8::engine::run_batched;
+use resnet8::passes;
+
+use super::device::{DeviceKind, EngineArgs, GpuArgs};
+use super::ModelArg;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceKind,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Images per batch (default: 256, or the adapter's limit).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Images per timed run (default: one batch).
+    #[arg(long)]
+    images: Option<usize>,
+    /// Timed runs; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed runs first (pipeline compilation, buffer allocation).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    let median = if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 };
+    Stats { median, min: v[0], max: v[v.len() - 1] }
+}
+
+/// "model name, N cores" from /proc/cpuinfo where there is one.
+fn host_cpu() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{model}, {cores} cores")
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let model = args.model.load()?;
+    let engine_args = EngineArgs { device: args.device, gpu: args.gpu.clone(), batch: args.batch };
+    let mut opened = engine_args.open(&model.graph, !args.json)?;
+    let graph = opened.graph.clone();
+    let batch = opened.batch;
+    let images = args.images.unwrap_or(batch);
+    if images == 0 {
+        bail!("--images must be at least 1");
+    }
+    let image_len: usize = graph.input_shape().iter().product();
+    // Deterministic pseudo-random pixels 0..255: the speed does not depend on them.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let input: Vec<f32> = (0..images * image_len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 256) as f32
+        })
+        .collect();
+    let out = [graph.output];
+    for _ in 0..args.warmup {
+        run_batched(opened.engine.as_mut(), &input, image_len, batch, &out, |_| {})?;
+    }
+    let mut seconds = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        run_batched(opened.engine.as_mut(), &input, image_len, batch, &out, |_| {})?;
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    let batches = images.div_ceil(batch);
+    let flops_per_image = 2.0 * graph.macs() as f64;
+    let time = stats(seconds.clone());
+    let ips = stats(seconds.iter().map(|s| images as f64 / s).collect());
+    let ms_per_batch = stats(seconds.iter().map(|s| 1e3 * s / batches as f64).collect());
+    let gflops = stats(seconds.iter().map(|s| flops_per_image * images as f64 / s / 1e9).collect());
+
+    // Per-layer GPU time: one extra profiled batch, outside the timed runs.
+    let layer_times = if opened.description.starts_with("gpu") {
+        profile_layers(&model.graph, &engine_args, &input[..batch.min(images) * image_len])?
+    } else {
+        None
+    };
+
+    if args.json {
+        let v = json!({
+            "model": args.model.model.display().to_string(),
+            "device": opened.description,
+            "host": host_cpu(),
+            "batch": batch,
+            "images_per_run": images,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "seconds": time,
+            "images_per_sec": ips,
+            "ms_per_batch": ms_per_batch,
+            "gflops": gflops,
+            "macs_per_image": graph.macs(),
+            "layer_times_ms": layer_times,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("device: {}", opened.description);
+    println!("host:   {}", host_cpu());
+    println!(
+        "batch {batch}, {images} images per run, {} runs after {} warm-up (median [min .. max])",
+        args.runs, args.warmup
+    );
+    println!("images/s:     {:>10.1}  [{:.1} .. {:.1}]", ips.median, ips.min, ips.max);
+    println!("ms per batch: {:>10.2}  [{:.2} .. {:.2}]", ms_per_batch.median, ms_per_batch.min, ms_per_batch.max);
+    println!(
+        "GFLOP/s:      {:>10.2}  [{:.2} .. {:.2}]  ({:.1} MFLOP per image)",
+        gflops.median,
+        gflops.min,
+        gflops.max,
+        flops_per_image / 1e6
+    );
+    if let Some(times) = layer_times {
+        let total: f64 = times.iter().map(|t| t.ms).sum();
+        println!("\nGPU time per layer (timestamp queries, one batch of {}):", batch.min(images));
+        let w = times.iter().map(|t| t.node.len()).max().unwrap_or(5);
+        for t in &times {
+            let bar = "#".repeat((40.0 * t.ms / total.max(1e-9)).round() as usize);
+            println!(
+                "  {:<w$}  {:<18} {:>9.3} ms  {:>5.1}%  {bar}",
+                t.node,
+                t.op,
+                t.ms,
+                100.0 * t.ms / total.max(1e-9)
+            );
+        }
+        println!("  {:<w$}  {:<18} {:>9.3} ms", "total", "", total);
+    }
+    Ok(())
+}
+
+fn profile_layers(graph: &resnet8::graph::Graph, args: &EngineArgs, input: &[f32]) -> Result<Option<Vec<LayerTime>>> {
+    let ctx = args.gpu.open_context()?;
+    let mut engine = pollster::block_on(GpuEngine::new(ctx, passes::optimize(graph)))?;
+    if !engine.set_profiling(true) {
+        return Ok(None);
+    }
+    let image_len: usize = graph.input_shape().iter().product();
+    let n = input.len() / image_len;
+    let out = engine.graph().output;
+    pollster::block_on(engine.run_async(input, n, &[out]))?; // warm
+    pollster::block_on(engine.run_async(input, n, &[out]))?;
+    Ok(Some(engine.layer_times().to_vec()))
+}
