@@ -55,9 +55,11 @@ fn not_a_model_file() {
 fn h5_without_model_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights_only.h5");
-    let f = hdf5::File::create(&path).unwrap();
-    f.create_group("model_weights").unwrap();
-    drop(f);
+    {
+        let _guard = fork_lock();
+        let f = hdf5::File::create(&path).unwrap();
+        f.create_group("model_weights").unwrap();
+    }
     fails_with(&["info", "--model", s(&path)], "has no 'model_config' attribute");
 }
 

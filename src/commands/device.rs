@@ -105,11 +105,8 @@ impl EngineArgs {
                 {
                     return Err(e.context("--device gpu"));
                 }
-                Err(e) => {
-                    if announce {
-                        eprintln!("no GPU ({e:#}); running on the CPU");
-                    }
-                }
+                // Always said, even with --json (stderr): a silent CPU run would mislead.
+                Err(e) => eprintln!("no GPU ({e:#}); running on the CPU"),
             }
         }
         let engine = CpuEngine::new(graph.clone());

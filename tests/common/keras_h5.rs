@@ -233,6 +233,7 @@ fn strings_attr(loc: &hdf5::Location, name: &str, values: &[String], style: Name
 
 /// Writes `model_config` and weights in the Keras `.h5` layout.
 pub fn write_h5(path: &Path, config: &str, weights: &[(String, Vec<Weight>)], layers: &[Value], names: NameStrings) {
+    let _guard = super::fork_lock();
     let file = hdf5::File::create(path).unwrap();
     let cfg = VarLenAscii::from_ascii(config.as_bytes()).unwrap();
     file.new_attr::<VarLenAscii>().shape(()).create("model_config").unwrap().write_scalar(&cfg).unwrap();

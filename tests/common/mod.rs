@@ -37,9 +37,29 @@ pub fn reference(name: &str) -> PathBuf {
     data_dir().join("reference").join(name)
 }
 
+/// Held while a test writes an HDF5 file and while it forks a child: a
+/// child forked meanwhile would inherit the open file (HDF5 does not set
+/// close-on-exec) and with it the file's write lock.
+pub fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs the `resnet8` binary.
 pub fn resnet8(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_resnet8")).args(args).output().expect("the resnet8 binary runs")
+    run_command(Command::new(env!("CARGO_BIN_EXE_resnet8")).args(args))
+}
+
+/// Spawns under [`fork_lock`], waits outside it.
+pub fn run_command(cmd: &mut Command) -> Output {
+    let child = {
+        let _guard = fork_lock();
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts")
+    };
+    child.wait_with_output().expect("the binary runs")
 }
 
 /// Runs the binary and insists it succeeds; returns stdout.
@@ -69,4 +89,17 @@ pub fn seed() -> u64 {
     let seed = std::env::var("RESNET8_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("random seed: {seed} (replay with RESNET8_SEED={seed})");
     seed
+}
+
+/// Writes float32 arrays as a `.npz` bundle (for doctored references).
+pub fn write_npz(path: &Path, arrays: &std::collections::BTreeMap<String, resnet8::graph::Tensor>) {
+    use npyz::WriterBuilder;
+    let mut npz = npyz::npz::NpzWriter::create(path).unwrap();
+    for (name, t) in arrays {
+        let shape: Vec<u64> = t.shape.iter().map(|&d| d as u64).collect();
+        let mut w =
+            npz.array::<f32>(name, Default::default()).unwrap().default_dtype().shape(&shape).begin_nd().unwrap();
+        w.extend(t.data.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
 }

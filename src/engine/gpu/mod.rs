@@ -117,12 +117,18 @@ impl GpuContext {
     }
 
     pub async fn from_adapter(adapter: wgpu::Adapter, index: usize) -> Result<Self> {
-        let summary = AdapterSummary::new(index, &adapter);
-        let timestamps = summary.timestamp_query;
-        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
         // Ask for everything the adapter offers: the batch size follows from
         // the storage-buffer limits.
         let limits = adapter.limits();
+        Self::from_adapter_with_limits(adapter, index, limits).await
+    }
+
+    /// Opens a device with `limits` (at most the adapter's), e.g. smaller
+    /// ones to see how the engine splits batches.
+    pub async fn from_adapter_with_limits(adapter: wgpu::Adapter, index: usize, limits: wgpu::Limits) -> Result<Self> {
+        let summary = AdapterSummary::new(index, &adapter);
+        let timestamps = summary.timestamp_query;
+        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("resnet8"),

@@ -1,0 +1,346 @@
+//! The wgpu engine against the CPU reference and the Keras outputs, on
+//! whatever adapters the machine has (lavapipe and llvmpipe GL in CI).
+//! With RESNET8_REQUIRE_GPU=1 (CI) a missing adapter fails the tests.
+
+mod common;
+
+use common::keras_h5::{resnet8_model, ModelBuilder, NameStrings};
+use common::*;
+use rand::{Rng, SeedableRng};
+use resnet8::compare::{DiffStats, Tolerance};
+use resnet8::engine::cpu::run_graph;
+use resnet8::engine::gpu::{self, GpuContext, GpuEngine};
+use resnet8::engine::{argmax_rows, Engine};
+use resnet8::graph::Graph;
+use resnet8::{dataset, import, npy, passes};
+
+const TOL: Tolerance = Tolerance::Balanced;
+
+/// The first adapter of `backends`, or `None` (printed) when there is none
+/// and the environment does not require one.
+fn adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
+    let found = pollster::block_on(gpu::adapters(Some(backends)));
+    if found.is_empty() {
+        let required = std::env::var("RESNET8_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "no {backends:?} adapter, and RESNET8_REQUIRE_GPU=1: install mesa-vulkan-drivers / libegl-mesa0"
+        );
+        eprintln!("SKIPPED: no {backends:?} adapter on this machine (set RESNET8_REQUIRE_GPU=1 to fail instead)");
+        return None;
+    }
+    found.into_iter().next()
+}
+
+fn engine(backends: wgpu::Backends, graph: &Graph) -> Option<GpuEngine> {
+    let a = adapter(backends)?;
+    let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+    Some(pollster::block_on(GpuEngine::new(ctx, graph.clone())).unwrap())
+}
+
+fn random_inputs(n: usize, seed: u64) -> Vec<f32> {
+    // Raw pixels go 0..255; go past both ends too.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n * 32 * 32 * 3).map(|_| rng.random_range(-64.0f32..400.0)).collect()
+}
+
+/// Every node of `graph` on the GPU against the CPU engine.
+fn assert_gpu_matches_cpu(engine: &mut GpuEngine, images: &[f32], n: usize, what: &str) {
+    let graph = engine.graph().clone();
+    let all: Vec<usize> = (0..graph.nodes.len()).collect();
+    let gpu_out = engine.run(images, n, &all).unwrap();
+    let cpu_out = run_graph(&graph, images, n, &all).unwrap();
+    let mut worst = 0.0f32;
+    for (node, (g, c)) in graph.nodes.iter().zip(gpu_out.iter().zip(&cpu_out)) {
+        let d = DiffStats::new(g, c);
+        assert!(
+            d.within(TOL),
+            "{what}, batch {n}: layer {} differs: max |d| {} (max |cpu| {})",
+            node.name,
+            d.max_abs,
+            d.ref_max
+        );
+        worst = worst.max(d.max_rel);
+    }
+    eprintln!("{what}, batch {n}: {} layers within tolerance, worst relative error {worst:e}", graph.nodes.len());
+    assert_eq!(argmax_rows(&gpu_out[graph.output], 10), argmax_rows(&cpu_out[graph.output], 10));
+}
+
+fn check_backend(backends: wgpu::Backends, batches: &[usize]) {
+    let model = import::load(&model_h5()).unwrap();
+    let head = dataset::load(&head_bin(), Some(256)).unwrap();
+    let seed = seed();
+    for (graph, label) in [(model.graph.clone(), "unfolded"), (passes::optimize(&model.graph), "folded")] {
+        let Some(mut e) = engine(backends, &graph) else { return };
+        for &n in batches {
+            assert_gpu_matches_cpu(&mut e, head.batch(0..n), n, &format!("{backends:?} {label} cifar"));
+            assert_gpu_matches_cpu(
+                &mut e,
+                &random_inputs(n, seed + n as u64),
+                n,
+                &format!("{backends:?} {label} random"),
+            );
+        }
+    }
+}
+
+#[test]
+fn vulkan_matches_cpu_on_every_layer() {
+    check_backend(wgpu::Backends::VULKAN, &[1, 7, 256]);
+}
+
+#[test]
+fn gl_matches_cpu_on_every_layer() {
+    check_backend(wgpu::Backends::GL, &[1, 7]);
+}
+
+#[test]
+fn other_widths_and_layers_match_cpu() {
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    // ResNet8 with 26 filters: channel counts not a multiple of 4.
+    let mut b = ModelBuilder::new(seed);
+    let out = resnet8_model(&mut b, 26);
+    let wide = dir.path().join("w26.h5");
+    b.write_h5(&wide, &out, NameStrings::VarLen);
+    // Valid 5x5 conv, max and average pooling with 'same' padding, global pooling, dense+relu.
+    let mut b = ModelBuilder::new(seed + 1);
+    let inp = b.input([32, 32, 3]);
+    let x = b.conv(&inp, 6, 5, 1, "valid", "relu");
+    let x = b.batch_norm(&x);
+    let x = b.pool("MaxPooling2D", &x, 3, 2, "same");
+    let x = b.conv(&x, 7, 3, 2, "same", "linear");
+    let x = b.batch_norm(&x);
+    let x = b.activation(&x, "relu");
+    let x = b.pool("AveragePooling2D", &x, 3, 2, "same");
+    let y = b.global_avg_pool(&x);
+    let y = b.dense(&y, 12, "relu");
+    let y = b.dense(&y, 10, "softmax");
+    let mixed = dir.path().join("mixed.h5");
+    b.write_h5(&mixed, &y, NameStrings::Fixed);
+
+    for path in [wide, mixed] {
+        let model = import::load(&path).unwrap();
+        for graph in [model.graph.clone(), passes::optimize(&model.graph)] {
+            let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
+            for n in [1, 7] {
+                assert_gpu_matches_cpu(&mut e, &random_inputs(n, seed), n, &path.display().to_string());
+            }
+        }
+    }
+}
+
+#[test]
+fn batches_beyond_the_binding_limit_are_split() {
+    let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
+    let mut limits = a.limits();
+    limits.max_storage_buffer_binding_size = 1 << 20; // 16 images of 32x32x16 f32
+    let ctx = pollster::block_on(GpuContext::from_adapter_with_limits(a, 0, limits)).unwrap();
+    let model = import::load(&model_h5()).unwrap();
+    let graph = passes::optimize(&model.graph);
+    let mut e = pollster::block_on(GpuEngine::new(ctx, graph.clone())).unwrap();
+    assert_eq!(e.max_batch(), (16, "max_storage_buffer_binding_size"));
+    let head = dataset::load(&head_bin(), Some(40)).unwrap();
+    let gpu_out = e.run(&head.images, 40, &[graph.logits_node()]).unwrap();
+    let cpu_out = run_graph(&graph, &head.images, 40, &[graph.logits_node()]).unwrap();
+    assert_eq!(gpu_out[0].len(), 400);
+    assert!(DiffStats::new(&gpu_out[0], &cpu_out[0]).within(TOL));
+}
+
+// ---- the binary, --device gpu ----
+
+#[test]
+fn gpu_predict_matches_keras_and_eval_reproduces_accuracy() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.npy");
+    let (m, head) = (model_h5(), head_bin());
+    resnet8_ok(&[
+        "predict",
+        "--model",
+        m.to_str().unwrap(),
+        "--data",
+        head.to_str().unwrap(),
+        "--device",
+        "gpu",
+        "--logits",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let ours = npy::read_npy(&out).unwrap();
+    let keras = &npy::read_npz(&reference("keras_head.npz")).unwrap()["logits"];
+    let diff = max_abs_diff(&ours.data, &keras.data);
+    eprintln!("gpu: max |dlogit| vs Keras over 1017 images: {diff:e}");
+    assert!(diff <= 1e-4, "max |dlogit| {diff}");
+    assert_eq!(argmax_rows(&ours.data, 10), argmax_rows(&keras.data, 10));
+
+    for (data, correct, total) in [(head, 895, 1017), (perf_samples(), 171, 200)] {
+        let json = resnet8_ok(&[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--device",
+            "gpu",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!((v["correct"].as_u64(), v["images"].as_u64()), (Some(correct), Some(total)), "{data:?}");
+        assert!(v["device"].as_str().unwrap().starts_with("gpu"), "{}", v["device"]);
+    }
+}
+
+#[test]
+fn gpu_gives_identical_results_from_h5_and_safetensors() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("m.safetensors");
+    let m = model_h5();
+    resnet8_ok(&["convert", "--model", m.to_str().unwrap(), "--out", st.to_str().unwrap()]);
+    let head = head_bin();
+    let run = |model: &std::path::Path, name: &str| {
+        let out = dir.path().join(name);
+        resnet8_ok(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            head.to_str().unwrap(),
+            "--limit",
+            "100",
+            "--device",
+            "gpu",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        npy::read_npy(&out).unwrap()
+    };
+    assert_eq!(run(&m, "a.npy"), run(&st, "b.npy"));
+}
+
+#[test]
+fn diff_reports_every_keras_layer_within_tolerance() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("diff.svg");
+    let (m, head, r) = (model_h5(), head_bin(), reference("keras_layers_head8.npz"));
+    let json = resnet8_ok(&[
+        "diff",
+        "--model",
+        m.to_str().unwrap(),
+        "--data",
+        head.to_str().unwrap(),
+        "--images",
+        "4",
+        "--reference",
+        r.to_str().unwrap(),
+        "--json",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 31);
+    for l in layers {
+        assert!(l["within_tolerance"].as_bool().unwrap(), "{l}");
+        assert!(!l["gpu_vs_reference"].is_null(), "layer {} has no Keras comparison", l["layer"]);
+    }
+    assert_eq!(v["argmax_gpu_vs_cpu"], 4);
+    assert_eq!(v["argmax_gpu_vs_reference"], 4);
+    assert!(v["first_over_tolerance"].is_null());
+    assert!(std::fs::read_to_string(plot).unwrap().starts_with("<svg"));
+
+    // A reference doctored at one layer: the table marks that layer first and diff fails.
+    let mut doctored = npy::read_npz(&r).unwrap();
+    doctored.get_mut("conv2d_4").unwrap().data[100] += 0.5;
+    let bad = dir.path().join("doctored.npz");
+    write_npz(&bad, &doctored);
+    let out = resnet8(&[
+        "diff",
+        "--model",
+        m.to_str().unwrap(),
+        "--data",
+        head.to_str().unwrap(),
+        "--images",
+        "2",
+        "--reference",
+        bad.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    let marked = stdout.lines().find(|l| l.contains("<-- first over tolerance")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(marked.starts_with("conv2d_4 "), "{marked}");
+    assert!(stdout.contains("first layer over tolerance: conv2d_4"), "{stdout}");
+    assert!(stderr.contains("the first is 'conv2d_4'"), "{stderr}");
+}
+
+#[test]
+fn bench_and_devices_report_json() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let m = model_h5();
+    let json = resnet8_ok(&[
+        "bench",
+        "--model",
+        m.to_str().unwrap(),
+        "--device",
+        "gpu",
+        "--batch",
+        "8",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for key in ["device", "host", "images_per_sec", "ms_per_batch", "gflops", "layer_times_ms"] {
+        assert!(!v[key].is_null(), "bench --json lacks {key}: {v}");
+    }
+    assert!(v["images_per_sec"]["median"].as_f64().unwrap() > 0.0);
+    let devices: serde_json::Value = serde_json::from_str(&resnet8_ok(&["devices", "--json"])).unwrap();
+    let first = &devices.as_array().unwrap()[0];
+    assert!(first["name"].as_str().is_some_and(|n| !n.is_empty()));
+    assert!(first["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn explicit_gpu_without_adapter_is_an_error_and_auto_falls_back() {
+    let (m, head) = (model_h5(), head_bin());
+    // No Metal adapter exists on Linux; on a Mac, DX12 serves the same purpose.
+    let missing = if cfg!(target_os = "macos") { "dx12" } else { "metal" };
+    let out = resnet8(&[
+        "eval",
+        "--model",
+        m.to_str().unwrap(),
+        "--data",
+        head.to_str().unwrap(),
+        "--limit",
+        "8",
+        "--device",
+        "gpu",
+        "--backend",
+        missing,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("no GPU adapter found"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    let out = run_command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_resnet8"))
+            .args(["eval", "--model", m.to_str().unwrap(), "--data", head.to_str().unwrap(), "--limit", "8", "--json"])
+            .env("WGPU_BACKEND", missing),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("running on the CPU"), "auto must say it fell back: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["device"].as_str().unwrap().starts_with("cpu"));
+}
