@@ -8,3 +8,5 @@ export RESNET8_DATA=${RESNET8_DATA:-$(cd .. && pwd)/shared/data}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 chmod 700 "$XDG_RUNTIME_DIR"
 cargo test --release
+# The browser demo in headless Chromium on WebGPU, against the native CPU engine.
+bash web/check.sh

@@ -1,7 +1,7 @@
 // Pointwise Conv2D (1x1 kernel), NHWC, any stride: the ResNet shortcut
 // projection (1x1, stride 2, no BatchNorm). A 1x1 window never needs
 // padding under either 'same' or 'valid', so there is none to apply.
-// Layout and blocking as in conv2d.wgsl: 4 output channels per invocation.
+// Layout and blocking as in conv2d.wgsl: 16 output channels per invocation.
 
 struct Params {
     n: u32, in_h: u32, in_w: u32, in_c: u32,
@@ -19,31 +19,50 @@ const ACT_RELU: u32 = 1u;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
+fn store(base: u32, c0: u32, v: vec4<f32>) {
+    var y = v;
+    if (p.act == ACT_RELU) {
+        y = max(y, vec4<f32>(0.0));
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.out_c) {
+            dst[base + c0 + j] = y[j];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv1x1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let co4 = (p.out_c + 3u) / 4u;
+    let blocks = (p.out_c + 15u) / 16u;
+    let pixels = p.n * p.out_h * p.out_w;
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.out_h * p.out_w * co4) {
+    if (i >= pixels * blocks) {
         return;
     }
-    let cb = i % co4;
-    let pixel = i / co4;
+    let pixel = i % pixels;
+    let cb = i / pixels;
     let ox = pixel % p.out_w;
     let oy = (pixel / p.out_w) % p.out_h;
     let n = pixel / (p.out_w * p.out_h);
+    let row = blocks * 4u;
 
-    var acc = bias[cb];
+    var a0 = bias[cb * 4u];
+    var a1 = bias[cb * 4u + 1u];
+    var a2 = bias[cb * 4u + 2u];
+    var a3 = bias[cb * 4u + 3u];
     let x_base = ((n * p.in_h + oy * p.stride_h) * p.in_w + ox * p.stride_w) * p.in_c;
+    var w = cb * 4u;
     for (var ci = 0u; ci < p.in_c; ci++) {
-        acc += src[x_base + ci] * weights[ci * co4 + cb];
+        let x = src[x_base + ci];
+        a0 += x * weights[w];
+        a1 += x * weights[w + 1u];
+        a2 += x * weights[w + 2u];
+        a3 += x * weights[w + 3u];
+        w += row;
     }
-    if (p.act == ACT_RELU) {
-        acc = max(acc, vec4<f32>(0.0));
-    }
-    let out_base = pixel * p.out_c + cb * 4u;
-    for (var j = 0u; j < 4u; j++) {
-        if (cb * 4u + j < p.out_c) {
-            dst[out_base + j] = acc[j];
-        }
-    }
+    let out_base = pixel * p.out_c;
+    store(out_base, cb * 16u, a0);
+    store(out_base, cb * 16u + 4u, a1);
+    store(out_base, cb * 16u + 8u, a2);
+    store(out_base, cb * 16u + 12u, a3);
 }

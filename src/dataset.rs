@@ -66,7 +66,10 @@ pub fn load(path: &Path, limit: Option<usize>) -> Result<Dataset> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.starts_with(b"\x93NUMPY") {
+        #[cfg(feature = "native")]
         return load_npy(path, &bytes, limit);
+        #[cfg(not(feature = "native"))]
+        return Err(bad(path, ".npy inputs need the native build"));
     }
     cifar_from_bytes(&bytes, &path.display().to_string(), limit)
 }
@@ -148,6 +151,7 @@ fn load_perf_samples(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
     Ok(Dataset { source: dir.display().to_string(), images, labels: Some(labels), names: Some(names) })
 }
 
+#[cfg(feature = "native")]
 fn load_npy(path: &Path, bytes: &[u8], limit: Option<usize>) -> Result<Dataset> {
     let what = path.display().to_string();
     if let Some(dtype) = crate::npy::npy_dtype(bytes) {

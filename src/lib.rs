@@ -12,6 +12,7 @@ pub mod error;
 pub mod graph;
 pub mod import;
 pub mod metrics;
+#[cfg(feature = "native")]
 pub mod npy;
 pub mod passes;
 

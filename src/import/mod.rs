@@ -9,8 +9,6 @@ pub mod h5;
 pub mod keras;
 pub mod safetensors;
 
-use std::path::Path;
-
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 
@@ -33,7 +31,7 @@ pub struct Model {
 
 /// Loads a `.h5` or converted `.safetensors`, told apart by content.
 #[cfg(feature = "native")]
-pub fn load(path: &Path) -> Result<Model> {
+pub fn load(path: &std::path::Path) -> Result<Model> {
     use std::io::Read;
     let mut head = [0u8; 8];
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;

@@ -12,6 +12,9 @@ use super::GpuContext;
 use crate::error::{Error, Result};
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op};
 
+/// Output channels one conv invocation computes (`shaders/conv*.wgsl`).
+const CONV_CHANNEL_BLOCK: usize = 16;
+
 /// The 16-word parameter block every shader reads (see `shaders/*.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -125,20 +128,21 @@ impl GpuEngine {
                     params.pad_top = window.pads.top as u32;
                     params.pad_left = window.pads.left as u32;
                     params.act = act_code(*activation);
-                    // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to 4).
+                    // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to 16): the
+                    // shaders compute 16 output channels per invocation.
                     let cout = out_c as usize;
-                    let cout4 = cout.div_ceil(4) * 4;
-                    let mut w = vec![0.0f32; weight.len() / cout * cout4];
-                    for (row, src) in w.chunks_mut(cout4).zip(weight.data.chunks(cout)) {
+                    let cout16 = cout.div_ceil(CONV_CHANNEL_BLOCK) * CONV_CHANNEL_BLOCK;
+                    let mut w = vec![0.0f32; weight.len() / cout * cout16];
+                    for (row, src) in w.chunks_mut(cout16).zip(weight.data.chunks(cout)) {
                         row[..cout].copy_from_slice(src);
                     }
-                    let mut b = vec![0.0f32; cout4];
+                    let mut b = vec![0.0f32; cout16];
                     if let Some(bias) = bias {
                         b[..cout].copy_from_slice(&bias.data);
                     }
                     let k = if window.kernel == [1, 1] { Kernel::Conv1x1 } else { Kernel::Conv2d };
                     let consts = vec![buffer(&node.name, &w), buffer(&node.name, &b)];
-                    (Some(k), consts, (out_h * out_w) as u64 * (cout4 / 4) as u64, 0)
+                    (Some(k), consts, (out_h * out_w) as u64 * (cout16 / CONV_CHANNEL_BLOCK) as u64, 0)
                 }
                 Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
                     let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
