@@ -21,10 +21,8 @@ fn window_pool(i: u32, is_max: bool) -> f32 {
     let ox = (i / p.out_c) % p.out_w;
     let oy = (i / (p.out_c * p.out_w)) % p.out_h;
     let n = i / (p.out_c * p.out_w * p.out_h);
+    // The max starts from the first real cell: no sentinel value needed.
     var acc = 0.0;
-    if (is_max) {
-        acc = -3.40282347e38;
-    }
     var count = 0u;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = i32(oy * p.stride_h + ky) - i32(p.pad_top);
@@ -35,7 +33,7 @@ fn window_pool(i: u32, is_max: bool) -> f32 {
             }
             let v = src[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + c];
             if (is_max) {
-                acc = max(acc, v);
+                acc = select(max(acc, v), v, count == 0u);
             } else {
                 acc += v;
             }

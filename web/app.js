@@ -1,0 +1,251 @@
+// The demo page: reads files, draws the grid. Inference (and CIFAR decoding)
+// happens in the Rust/WASM module, on the GPU through WebGPU.
+import init, { Classifier, decodeCifar, classNames } from "./pkg/resnet8_web.js";
+
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+const TOP = 3;
+
+const state = {
+  classifier: null,
+  names: [],
+  images: null, // Float32Array, NHWC raw 0..255
+  labels: null, // Uint8Array or null
+  count: 0,
+  adapterName: "",
+};
+
+function setStatus(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+function showNoGpu(detail) {
+  $("nogpu").hidden = false;
+  $("nogpu-detail").textContent = detail;
+  $("adapter").textContent = "No WebGPU adapter.";
+  $("controls").hidden = true;
+  setStatus("no WebGPU", true);
+}
+
+async function report(result) {
+  window.resnet8Result = result;
+  if (!params.has("report")) return;
+  await fetch("/result", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(result) });
+}
+
+async function fetchBytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+async function loadModel(bytes, name) {
+  setStatus("loading model, compiling shaders…");
+  state.classifier = await Classifier.load(bytes);
+  const a = JSON.parse(state.classifier.adapter);
+  let extra = "";
+  try {
+    const gpuAdapter = await navigator.gpu.requestAdapter();
+    const info = gpuAdapter?.info;
+    if (info) {
+      extra = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+      if (info.isFallbackAdapter) extra += " (fallback adapter)";
+    }
+  } catch (_) { /* info is optional */ }
+  state.adapterName = a.name || extra || "WebGPU adapter";
+  $("adapter").textContent =
+    `adapter: ${state.adapterName} · backend ${a.backend} · ${a.device_type}` +
+    (extra && extra !== state.adapterName ? ` · ${extra}` : "") +
+    ` · max storage binding ${(a.max_storage_buffer_binding_size / 2 ** 20).toFixed(0)} MiB · timestamps ${a.timestamp_query ? "yes" : "no"}`;
+  $("s-model").textContent = name;
+  updateRunButton();
+  setStatus("model ready");
+}
+
+function setImages(images, labels, what) {
+  state.images = images;
+  state.labels = labels;
+  state.count = images.length / 3072;
+  $("limit").value = Math.min(Number($("limit").value) || state.count, state.count);
+  setStatus(`${state.count} images from ${what}`);
+  updateRunButton();
+}
+
+function updateRunButton() {
+  $("run").disabled = !(state.classifier && state.images);
+}
+
+// ---- input files ----
+
+async function fromCifar(bytes, limit) {
+  const d = decodeCifar(bytes, limit);
+  return { images: d.images, labels: d.labels };
+}
+
+async function fromPerfSamples(files) {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const csv = await byName.get("y_labels.csv").text();
+  const rows = csv.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((l) => l.split(","));
+  const present = rows.filter(([name]) => byName.has(name));
+  if (present.length === 0) throw new Error("y_labels.csv names none of the chosen .bin files");
+  const images = new Float32Array(present.length * 3072);
+  const labels = new Uint8Array(present.length);
+  for (const [i, [name, , label]] of present.entries()) {
+    const bytes = new Uint8Array(await byName.get(name).arrayBuffer());
+    if (bytes.length !== 3072) throw new Error(`${name}: ${bytes.length} bytes, a sample is 3072 (32x32x3 HWC)`);
+    images.set(bytes, i * 3072); // interleaved HWC already
+    labels[i] = Number(label);
+  }
+  return { images, labels };
+}
+
+async function fromPictures(files) {
+  const canvas = new OffscreenCanvas(32, 32);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const images = new Float32Array(files.length * 3072);
+  for (const [i, f] of files.entries()) {
+    const bitmap = await createImageBitmap(f);
+    ctx.drawImage(bitmap, 0, 0, 32, 32); // resized to the model's input
+    const rgba = ctx.getImageData(0, 0, 32, 32).data;
+    for (let p = 0; p < 1024; p++) for (let c = 0; c < 3; c++) images[i * 3072 + p * 3 + c] = rgba[p * 4 + c];
+  }
+  return { images, labels: null };
+}
+
+async function loadFiles(files) {
+  files = [...files];
+  try {
+    const model = files.find((f) => f.name.endsWith(".safetensors"));
+    if (model) await loadModel(new Uint8Array(await model.arrayBuffer()), model.name);
+    const rest = files.filter((f) => f !== model);
+    if (rest.length === 0) return;
+    let d;
+    if (rest.some((f) => f.name === "y_labels.csv")) d = await fromPerfSamples(rest);
+    else if (rest.length === 1 && rest[0].name.endsWith(".bin")) d = await fromCifar(new Uint8Array(await rest[0].arrayBuffer()));
+    else d = await fromPictures(rest.filter((f) => /^image\//.test(f.type)));
+    setImages(d.images, d.labels, rest.length === 1 ? rest[0].name : `${rest.length} files`);
+  } catch (e) {
+    setStatus(String(e.message ?? e), true);
+  }
+}
+
+// ---- drawing ----
+
+function card(image, probs, label) {
+  const el = document.createElement("div");
+  el.className = "card";
+  const cv = document.createElement("canvas");
+  cv.width = cv.height = 32;
+  const px = new ImageData(32, 32);
+  for (let p = 0; p < 1024; p++) {
+    for (let c = 0; c < 3; c++) px.data[p * 4 + c] = Math.max(0, Math.min(255, image[p * 3 + c]));
+    px.data[p * 4 + 3] = 255;
+  }
+  cv.getContext("2d").putImageData(px, 0, 0);
+  const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a]);
+  const pred = order[0];
+  const info = document.createElement("div");
+  info.className = "info";
+  info.innerHTML = `<div class="pred">${state.names[pred]} ${(100 * probs[pred]).toFixed(1)}%</div>`;
+  if (label !== null) {
+    el.classList.add(pred === label ? "right" : "wrong");
+    info.innerHTML += `<div class="truth">${pred === label ? "✓" : "✗"} ${state.names[label]}</div>`;
+  }
+  for (const k of order.slice(0, TOP)) {
+    info.innerHTML += `<div class="bar"><span class="name">${state.names[k]}</span><span class="track"><span class="fill" style="width:${(100 * probs[k]).toFixed(1)}%"></span></span></div>`;
+  }
+  el.append(cv, info);
+  return el;
+}
+
+// ---- running ----
+
+async function run() {
+  const c = state.classifier;
+  const n = Math.min(Number($("limit").value) || state.count, state.count);
+  const batch = Math.max(1, Math.min(Number($("batch").value) || 64, c.maxBatch));
+  const L = c.imageLen;
+  const K = c.classes;
+  const probs = new Float32Array(n * K);
+  $("grid").replaceChildren();
+  $("run").disabled = true;
+  let correct = 0;
+  let gpuMs = 0;
+  for (let start = 0; start < n; start += batch) {
+    const m = Math.min(batch, n - start);
+    setStatus(`running ${start + m}/${n}…`);
+    const t0 = performance.now();
+    const out = await c.classify(state.images.subarray(start * L, (start + m) * L), m);
+    gpuMs += performance.now() - t0;
+    probs.set(out, start * K);
+    const frag = document.createDocumentFragment();
+    for (let i = 0; i < m; i++) {
+      const p = out.subarray(i * K, (i + 1) * K);
+      const label = state.labels ? state.labels[start + i] : null;
+      if (label !== null && p.indexOf(Math.max(...p)) === label) correct++;
+      frag.append(card(state.images.subarray((start + i) * L, (start + i + 1) * L), p, label));
+    }
+    $("grid").append(frag);
+    $("s-images").textContent = `${start + m}`;
+    if (state.labels) $("s-acc").textContent = `${(100 * correct / (start + m)).toFixed(2)}% (${correct}/${start + m})`;
+    $("s-ips").textContent = ((start + m) / (gpuMs / 1000)).toFixed(1);
+    await new Promise((r) => setTimeout(r, 0)); // let the page paint
+  }
+  $("run").disabled = false;
+  setStatus(`done: ${n} images in batches of ${batch}`);
+  return {
+    images: n,
+    probs: Array.from(probs),
+    labels: state.labels ? Array.from(state.labels.subarray(0, n)) : null,
+    correct: state.labels ? correct : null,
+    accuracy: state.labels ? correct / n : null,
+    images_per_sec: n / (gpuMs / 1000),
+    adapter: state.adapterName,
+  };
+}
+
+async function main() {
+  if (!navigator.gpu) {
+    showNoGpu("navigator.gpu is not defined: WebGPU is missing or disabled in this browser.");
+    return report({ error: "no WebGPU (navigator.gpu is undefined)" });
+  }
+  if (!(await navigator.gpu.requestAdapter())) {
+    showNoGpu("navigator.gpu.requestAdapter() returned no adapter.");
+    return report({ error: "no WebGPU adapter" });
+  }
+  await init();
+  state.names = classNames();
+  $("model-file").addEventListener("change", (e) => loadFiles(e.target.files));
+  $("data-files").addEventListener("change", (e) => loadFiles(e.target.files));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); loadFiles(e.dataTransfer.files); });
+  $("run").addEventListener("click", () => run().catch((e) => setStatus(String(e.message ?? e), true)));
+  try {
+    const modelUrl = params.get("model") ?? "pkg/model.safetensors";
+    let bytes = null;
+    try {
+      bytes = await fetchBytes(modelUrl);
+    } catch (e) {
+      if (params.has("model") || params.has("auto")) throw e;
+      setStatus("choose a model file (resnet8 convert --model pretrainedResnet.h5 --out model.safetensors)");
+    }
+    if (bytes) await loadModel(bytes, modelUrl.split("/").pop());
+    if (params.has("data")) {
+      const url = params.get("data");
+      const limit = params.has("limit") ? Number(params.get("limit")) : undefined;
+      const d = await fromCifar(await fetchBytes(url), limit);
+      setImages(d.images, d.labels, url.split("/").pop());
+    }
+    if (params.has("limit")) $("limit").value = params.get("limit");
+    if (params.has("batch")) $("batch").value = params.get("batch");
+    if (params.has("auto")) await report(await run());
+  } catch (e) {
+    setStatus(String(e.message ?? e), true);
+    await report({ error: String(e.message ?? e) });
+  }
+}
+
+main();

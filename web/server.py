@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Serves the demo from this directory on localhost (data from $RESNET8_DATA under /data/).
+
+With --check it drives headless Chromium through the page: the page runs
+--images images of the CIFAR-10 head on WebGPU and posts its probabilities to
+/result, and they are compared with the native CPU engine's (--expect, a
+float32 .npy). The page's load event is held (/wait) until the result is in,
+so Chromium's --screenshot shows the finished grid. Exit status 0 only when
+every argmax matches and max |dprob| <= --tolerance.
+"""
+import argparse
+import http.server
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+WEB = Path(__file__).resolve().parent
+GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+class State:
+    data_dir = Path(".")
+    result = None
+    done = threading.Event()
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".wasm": "application/wasm", ".js": "text/javascript", ".safetensors": "application/octet-stream"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=str(WEB), **kwargs)
+
+    def translate_path(self, path):
+        clean = path.split("?", 1)[0].split("#", 1)[0]
+        if clean.startswith("/data/"):
+            target = (State.data_dir / clean[len("/data/"):]).resolve()
+            if State.data_dir.resolve() in target.parents:
+                return str(target)
+        return super().translate_path(path)
+
+    def do_GET(self):
+        if self.path.startswith("/wait"):
+            State.done.wait(timeout=900)
+            self.send_response(200)
+            self.send_header("content-type", "image/gif")
+            self.send_header("content-length", str(len(GIF)))
+            self.end_headers()
+            self.wfile.write(GIF)
+            return
+        super().do_GET()
+
+    def do_POST(self):
+        if self.path != "/result":
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        State.result = json.loads(body)
+        self.send_response(204)
+        self.end_headers()
+        State.done.set()
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("RESNET8_WEB_LOG"):
+            super().log_message(fmt, *args)
+
+
+def read_npy_f32(path):
+    """A little-endian float32 C-order .npy as (shape, list of floats)."""
+    raw = Path(path).read_bytes()
+    if raw[:6] != b"\x93NUMPY":
+        raise ValueError(f"{path}: not a .npy file")
+    major = raw[6]
+    if major == 1:
+        (hlen,), start = struct.unpack("<H", raw[8:10]), 10
+    else:
+        (hlen,), start = struct.unpack("<I", raw[8:12]), 12
+    header = raw[start:start + hlen].decode("latin1")
+    if "'<f4'" not in header or "'fortran_order': False" not in header:
+        raise ValueError(f"{path}: expected little-endian float32 C order, header {header!r}")
+    shape = tuple(int(d) for d in header.split("'shape': (")[1].split(")")[0].split(",") if d.strip())
+    data = raw[start + hlen:]
+    return shape, list(struct.unpack(f"<{len(data) // 4}f", data))
+
+
+def argmax(row):
+    return max(range(len(row)), key=lambda i: (row[i], -i))
+
+
+def check(args, port):
+    shape, expect = read_npy_f32(args.expect)
+    n, k = args.images, shape[1]
+    if shape[0] < n:
+        sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
+    url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
+           f"&limit={n}&batch={args.batch}")
+    shot = Path(args.screenshot).resolve()
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as profile:
+        webgpu = [] if args.without_webgpu else ["--enable-unsafe-webgpu"]
+        cmd = [args.chromium, "--headless", "--no-sandbox", *webgpu,
+               "--use-angle=swiftshader", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
+               "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+               f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1280,1600", url]
+        try:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=args.timeout)
+            log = proc.stdout.decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            log = "(chromium timed out)"
+    r = State.result
+    if r is None or "error" in r:
+        tail = "\n".join(log.strip().splitlines()[-15:])
+        print(tail, file=sys.stderr)
+        reason = r["error"] if r else "the page posted no result"
+        print(f"browser: FAILED: {reason}")
+        return 1
+    probs = r["probs"]
+    got = [probs[i * k:(i + 1) * k] for i in range(r["images"])]
+    want = [expect[i * k:(i + 1) * k] for i in range(n)]
+    matches = sum(argmax(a) == argmax(b) for a, b in zip(got, want))
+    dmax = max(abs(x - y) for a, b in zip(got, want) for x, y in zip(a, b))
+    ok = r["images"] == n and matches == n and dmax <= args.tolerance and shot.exists()
+    print(f"screenshot: {shot}" if shot.exists() else "screenshot: MISSING")
+    print(f"browser images/s: {r['images_per_sec']:.1f}")
+    if not ok:
+        print(f"browser: FAILED (need {n} images, all argmax equal, max |dprob| <= {args.tolerance}, a screenshot)")
+    acc = "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"
+    print(f"browser: {r['images']} images, {matches} argmax matches, max |dprob| {dmax:.3e}, "
+          f"accuracy {acc}, adapter {r['adapter']}")
+    return 0 if ok else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data-dir", default=os.environ.get("RESNET8_DATA", str(WEB.parent.parent / "shared" / "data")))
+    p.add_argument("--check", action="store_true")
+    p.add_argument("--expect", help="native CPU probabilities (.npy) to compare with")
+    p.add_argument("--data", default="cifar10/test_batch_head.bin", help="dataset path under --data-dir")
+    p.add_argument("--images", type=int, default=256)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--screenshot", default=str(WEB.parent / "target" / "web-check" / "screenshot.png"))
+    p.add_argument("--chromium", default="chromium")
+    p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--without-webgpu", action="store_true", help="start Chromium without WebGPU (to see the page say so)")
+    args = p.parse_args()
+    State.data_dir = Path(args.data_dir)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0 if args.check else args.port), Handler)
+    port = server.server_address[1]
+    if not args.check:
+        print(f"serving {WEB} at http://127.0.0.1:{port}/ (data from {State.data_dir}); Ctrl-C to stop")
+        server.serve_forever()
+        return 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return check(args, port)
+    finally:
+        State.done.set()
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
