@@ -4,10 +4,7 @@
 # when the machine has none), then diffs every layer against the CPU and Keras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export RESNET8_DATA=${RESNET8_DATA:-$(cd .. && pwd)/shared/data}
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-chmod 700 "$XDG_RUNTIME_DIR"
+source scripts/setup.sh
 [ -f "$RESNET8_DATA/models/pretrainedResnet.h5" ] || { echo "no data in $RESNET8_DATA: run data/fetch.sh DEST and export RESNET8_DATA=DEST" >&2; exit 1; }
 cargo build --release
 bin=target/release/resnet8

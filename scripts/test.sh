@@ -3,10 +3,7 @@
 # GL), and the browser check. Data comes from $RESNET8_DATA (default ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-export RESNET8_DATA=${RESNET8_DATA:-$(cd .. && pwd)/shared/data}
-export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
-chmod 700 "$XDG_RUNTIME_DIR"
+source scripts/setup.sh
 cargo test --release
 # The browser demo in headless Chromium on WebGPU, against the native CPU engine.
 bash web/check.sh

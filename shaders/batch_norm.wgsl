@@ -4,16 +4,6 @@
 // computed on the host (the same f32 arithmetic as the CPU engine).
 // `relu` is the standalone Activation layer.
 
-struct Params {
-    n: u32, in_h: u32, in_w: u32, in_c: u32,
-    out_h: u32, out_w: u32, out_c: u32, k_h: u32,
-    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
-    pad_left: u32, act: u32, len: u32, _pad1: u32,
-}
-
-const WG: u32 = 64u;
-const ACT_RELU: u32 = 1u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> scale: array<f32>;
@@ -22,7 +12,7 @@ const ACT_RELU: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn batch_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i >= p.len) {
         return;
     }
@@ -36,7 +26,7 @@ fn batch_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 
 @compute @workgroup_size(WG)
 fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i >= p.len) {
         return;
     }

@@ -3,16 +3,6 @@
 // padding under either 'same' or 'valid', so there is none to apply.
 // Layout and blocking as in conv2d.wgsl: 16 output channels per invocation.
 
-struct Params {
-    n: u32, in_h: u32, in_w: u32, in_c: u32,
-    out_h: u32, out_w: u32, out_c: u32, k_h: u32,
-    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
-    pad_left: u32, act: u32, _pad0: u32, _pad1: u32,
-}
-
-const WG: u32 = 64u;
-const ACT_RELU: u32 = 1u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
@@ -35,7 +25,7 @@ fn store(base: u32, c0: u32, v: vec4<f32>) {
 fn conv1x1(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let blocks = (p.out_c + 15u) / 16u;
     let pixels = p.n * p.out_h * p.out_w;
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i >= pixels * blocks) {
         return;
     }

@@ -2,16 +2,6 @@
 // one invocation per (image, output unit). `softmax` normalises each row of
 // `out_c` values (numerically stable: exp(x - max) / sum).
 
-struct Params {
-    n: u32, in_h: u32, in_w: u32, in_c: u32,
-    out_h: u32, out_w: u32, out_c: u32, k_h: u32,
-    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
-    pad_left: u32, act: u32, rows: u32, _pad1: u32,
-}
-
-const WG: u32 = 64u;
-const ACT_RELU: u32 = 1u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
@@ -20,7 +10,7 @@ const ACT_RELU: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn dense(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i >= p.n * p.out_c) {
         return;
     }
@@ -38,8 +28,8 @@ fn dense(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 
 @compute @workgroup_size(WG)
 fn softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * WG;
-    if (row >= p.rows) {
+    let row = flat_index(gid, nwg);
+    if (row >= p.len) {
         return;
     }
     let base = row * p.out_c;

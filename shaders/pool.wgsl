@@ -3,15 +3,6 @@
 // cells (TensorFlow's rule). Global average pooling: the mean over all
 // pixels, per channel.
 
-struct Params {
-    n: u32, in_h: u32, in_w: u32, in_c: u32,
-    out_h: u32, out_w: u32, out_c: u32, k_h: u32,
-    k_w: u32, stride_h: u32, stride_w: u32, pad_top: u32,
-    pad_left: u32, act: u32, _pad0: u32, _pad1: u32,
-}
-
-const WG: u32 = 64u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
@@ -48,7 +39,7 @@ fn window_pool(i: u32, is_max: bool) -> f32 {
 
 @compute @workgroup_size(WG)
 fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i < p.n * p.out_h * p.out_w * p.out_c) {
         dst[i] = window_pool(i, false);
     }
@@ -56,7 +47,7 @@ fn avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 @compute @workgroup_size(WG)
 fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i < p.n * p.out_h * p.out_w * p.out_c) {
         dst[i] = window_pool(i, true);
     }
@@ -64,7 +55,7 @@ fn max_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 
 @compute @workgroup_size(WG)
 fn global_avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = flat_index(gid, nwg);
     if (i >= p.n * p.in_c) {
         return;
     }

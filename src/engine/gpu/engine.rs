@@ -15,7 +15,7 @@ use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op};
 /// Output channels one conv invocation computes (`shaders/conv*.wgsl`).
 const CONV_CHANNEL_BLOCK: usize = 16;
 
-/// The 16-word parameter block every shader reads (see `shaders/*.wgsl`).
+/// The 16-word parameter block every shader reads (`shaders/common.wgsl`).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

@@ -5,7 +5,11 @@
 
 use std::collections::HashMap;
 
-/// Every shader's file name and source, for validation and the web build.
+/// `shaders/common.wgsl`: the parameter block and helpers every shader uses,
+/// prepended to each of them (WGSL has no includes).
+pub const SHADER_COMMON: &str = include_str!("../../../shaders/common.wgsl");
+
+/// Every op family's shader file name and source (without the common part).
 pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
     ("conv1x1.wgsl", include_str!("../../../shaders/conv1x1.wgsl")),
@@ -14,6 +18,11 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
     ("dense.wgsl", include_str!("../../../shaders/dense.wgsl")),
 ];
+
+/// The complete source of one shader file: the common part, then the file.
+pub fn shader_source(file: &str) -> Option<String> {
+    SHADER_SOURCES.iter().find(|(f, _)| *f == file).map(|(_, body)| format!("{SHADER_COMMON}\n{body}"))
+}
 
 /// Invocations per workgroup in every shader (`WG` in the WGSL).
 pub const WORKGROUP_SIZE: u32 = 64;
@@ -83,7 +92,7 @@ impl Kernels {
         if !self.pipelines.contains_key(&kernel) {
             let (file, entry, bindings) = kernel.spec();
             let module = self.modules.entry(file).or_insert_with(|| {
-                let source = SHADER_SOURCES.iter().find(|(f, _)| *f == file).expect("known shader").1;
+                let source = shader_source(file).expect("every kernel names a listed shader");
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(file),
                     source: wgpu::ShaderSource::Wgsl(source.into()),

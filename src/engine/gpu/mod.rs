@@ -5,7 +5,7 @@ mod engine;
 mod kernels;
 
 pub use engine::{GpuEngine, LayerTime};
-pub use kernels::{Kernel, SHADER_SOURCES};
+pub use kernels::{shader_source, Kernel, SHADER_COMMON, SHADER_SOURCES};
 
 use serde::Serialize;
 
