@@ -239,9 +239,29 @@ async function main() {
       const d = await fromCifar(await fetchBytes(url), limit);
       setImages(d.images, d.labels, url.split("/").pop());
     }
-    if (params.has("limit")) $("limit").value = params.get("limit");
     if (params.has("batch")) $("batch").value = params.get("batch");
-    if (params.has("auto")) await report(await run());
+    if (params.has("auto")) {
+      // First the picture path (/png/i.png from the local server, decoded and
+      // resized like dropped files), then the main run, which stays on screen.
+      let pictures = null;
+      const k = Number(params.get("pictures") || 0);
+      if (k > 0 && state.classifier) {
+        const kept = { images: state.images, labels: state.labels };
+        const files = await Promise.all([...Array(k).keys()].map(async (i) => {
+          const blob = await (await fetch(`/png/${i}.png`)).blob();
+          return new File([blob], `${i}.png`, { type: "image/png" });
+        }));
+        const d = await fromPictures(files);
+        setImages(d.images, d.labels, `${k} PNG files`);
+        $("limit").value = k;
+        const r = await run();
+        pictures = { images: r.images, probs: r.probs };
+        setImages(kept.images, kept.labels, "the dataset");
+      }
+      if (params.has("limit")) $("limit").value = params.get("limit");
+      const result = await run();
+      await report({ ...result, pictures });
+    }
   } catch (e) {
     setStatus(String(e.message ?? e), true);
     await report({ error: String(e.message ?? e) });

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import zlib
 from pathlib import Path
 
 WEB = Path(__file__).resolve().parent
@@ -25,8 +26,25 @@ GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000
 
 class State:
     data_dir = Path(".")
+    data = "cifar10/test_batch_head.bin"
     result = None
     done = threading.Event()
+
+
+def png_of_record(index):
+    """Record `index` of the CIFAR-10 file as a 32x32 RGB PNG, made in memory."""
+    with open(State.data_dir / State.data, "rb") as f:
+        f.seek(index * 3073 + 1)
+        planar = f.read(3072)
+    if len(planar) != 3072:
+        return None
+    rows = b"".join(b"\0" + bytes(planar[c * 1024 + y * 32 + x] for x in range(32) for c in range(3)) for y in range(32))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -45,6 +63,17 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
     def do_GET(self):
+        if self.path.startswith("/png/"):
+            png = png_of_record(int(self.path[5:].split(".")[0]))
+            if png is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "image/png")
+            self.send_header("content-length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+            return
         if self.path.startswith("/wait"):
             State.done.wait(timeout=900)
             self.send_response(200)
@@ -98,7 +127,7 @@ def check(args, port):
     if shape[0] < n:
         sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
     url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
-           f"&limit={n}&batch={args.batch}")
+           f"&limit={n}&batch={args.batch}&pictures={args.pictures}")
     shot = Path(args.screenshot).resolve()
     shot.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
@@ -125,7 +154,15 @@ def check(args, port):
     want = [expect[i * k:(i + 1) * k] for i in range(n)]
     matches = sum(argmax(a) == argmax(b) for a, b in zip(got, want))
     dmax = max(abs(x - y) for a, b in zip(got, want) for x, y in zip(a, b))
-    ok = r["images"] == n and matches == n and dmax <= args.tolerance and shot.exists()
+    # The same images as PNG files, through the page's picture path (decode, resize to 32x32).
+    pics = r.get("pictures") or {"images": 0, "probs": []}
+    pk = pics["images"]
+    pgot = [pics["probs"][i * k:(i + 1) * k] for i in range(pk)]
+    pmatches = sum(argmax(a) == argmax(b) for a, b in zip(pgot, want))
+    pmax = max((abs(x - y) for a, b in zip(pgot, want) for x, y in zip(a, b)), default=0.0)
+    print(f"pictures: {pk} PNG images, {pmatches} argmax matches, max |dprob| {pmax:.3e}")
+    ok = (r["images"] == n and matches == n and dmax <= args.tolerance and shot.exists()
+          and pk == args.pictures and pmatches == pk and pmax <= args.tolerance)
     print(f"screenshot: {shot}" if shot.exists() else "screenshot: MISSING")
     print(f"browser images/s: {r['images_per_sec']:.1f}")
     if not ok:
@@ -145,6 +182,7 @@ def main():
     p.add_argument("--data", default="cifar10/test_batch_head.bin", help="dataset path under --data-dir")
     p.add_argument("--images", type=int, default=256)
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--pictures", type=int, default=16, help="also run this many images as PNG files")
     p.add_argument("--tolerance", type=float, default=1e-4)
     p.add_argument("--screenshot", default=str(WEB.parent / "target" / "web-check" / "screenshot.png"))
     p.add_argument("--chromium", default="chromium")
@@ -152,6 +190,7 @@ def main():
     p.add_argument("--without-webgpu", action="store_true", help="start Chromium without WebGPU (to see the page say so)")
     args = p.parse_args()
     State.data_dir = Path(args.data_dir)
+    State.data = args.data
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0 if args.check else args.port), Handler)
     port = server.server_address[1]
     if not args.check:
