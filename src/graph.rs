@@ -396,7 +396,7 @@ mod tests {
             for kernel in 1..8 {
                 for stride in 1..5 {
                     let (out, before, after) = axis_padding(input, kernel, stride, PaddingMode::Same).unwrap();
-                    assert_eq!(out, (input + stride - 1) / stride);
+                    assert_eq!(out, input.div_ceil(stride));
                     let total = ((out as i64 - 1) * stride as i64 + kernel as i64 - input as i64).max(0) as usize;
                     assert_eq!(before + after, total);
                     assert!(after == before || after == before + 1);
@@ -408,6 +408,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::identity_op, clippy::erasing_op)] // index arithmetic spelled out
     fn permute_matches_numpy_transpose() {
         let t = Tensor::new(vec![2, 3], vec![0., 1., 2., 3., 4., 5.]);
         assert_eq!(t.permuted(&[1, 0]), Tensor::new(vec![3, 2], vec![0., 3., 1., 4., 2., 5.]));

@@ -251,10 +251,11 @@ fn plot_svg(r: &Report) -> String {
     let ty = y(r.tolerance_relative);
     let _ =
         writeln!(s, "<line x1='{left}' x2='{}' y1='{ty}' y2='{ty}' stroke='red' stroke-dasharray='5,4'/>", w - right);
-    let series: [(&str, &str, Box<dyn Fn(&LayerRow) -> Option<f32>>); 3] = [
-        ("gpu vs cpu", "#1f77b4", Box::new(|l| Some(l.gpu_vs_cpu.max_rel))),
-        ("gpu vs reference", "#ff7f0e", Box::new(|l| l.gpu_vs_reference.map(|d| d.max_rel))),
-        ("cpu vs reference", "#2ca02c", Box::new(|l| l.cpu_vs_reference.map(|d| d.max_rel))),
+    type Series = (&'static str, &'static str, fn(&LayerRow) -> Option<f32>);
+    let series: [Series; 3] = [
+        ("gpu vs cpu", "#1f77b4", |l| Some(l.gpu_vs_cpu.max_rel)),
+        ("gpu vs reference", "#ff7f0e", |l| l.gpu_vs_reference.map(|d| d.max_rel)),
+        ("cpu vs reference", "#2ca02c", |l| l.cpu_vs_reference.map(|d| d.max_rel)),
     ];
     for (k, (label, color, f)) in series.iter().enumerate() {
         let pts: Vec<String> =

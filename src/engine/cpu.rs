@@ -122,9 +122,8 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
         Op::Dense { weight, bias, .. } => {
             let (n_in, n_out) = (weight.shape[0], weight.shape[1]);
             let mut acc = bias.as_ref().map_or_else(|| vec![0.0; n_out], |b| b.data.clone());
-            for i in 0..n_in {
-                let row = &weight.data[i * n_out..(i + 1) * n_out];
-                acc.iter_mut().zip(row).for_each(|(a, w)| *a += x[i] * w);
+            for (&xi, row) in x[..n_in].iter().zip(weight.data.chunks(n_out)) {
+                acc.iter_mut().zip(row).for_each(|(a, w)| *a += xi * w);
             }
             acc
         }
