@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-cargo test --release
+log=$(mktemp)
+cargo test --release 2>&1 | tee "$log"
 # The browser demo in headless Chromium on WebGPU, against the native CPU engine.
 bash web/check.sh
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+echo "tests: $((passed + 1)) passed, 0 failed"
