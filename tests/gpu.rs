@@ -147,6 +147,22 @@ fn batches_beyond_the_binding_limit_are_split() {
     assert!(DiffStats::new(&gpu_out[0], &cpu_out[0]).within(TOL));
 }
 
+#[test]
+fn one_engine_serves_changing_batch_sizes() {
+    // Buffers grow to the largest batch and are shared by the cached plans:
+    // smaller, larger and repeated sizes must all give the CPU's numbers.
+    let model = import::load(&model_h5()).unwrap();
+    let graph = passes::optimize(&model.graph);
+    let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
+    let head = dataset::load(&head_bin(), Some(40)).unwrap();
+    let node = [graph.logits_node()];
+    for n in [7, 3, 7, 40, 1, 3, 5, 6, 2] {
+        let gpu_out = e.run(head.batch(0..n), n, &node).unwrap();
+        let cpu_out = run_graph(&graph, head.batch(0..n), n, &node).unwrap();
+        assert!(DiffStats::new(&gpu_out[0], &cpu_out[0]).within(TOL), "batch {n}");
+    }
+}
+
 // ---- the binary, --device gpu ----
 
 #[test]

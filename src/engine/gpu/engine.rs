@@ -50,13 +50,15 @@ struct Step {
     len: u64,
 }
 
-/// Buffers and bind groups for one batch size.
+/// The dispatches (parameters and bind groups) for one batch size, over the
+/// engine's activation buffers.
 struct Plan {
     batch: usize,
-    slots: Vec<wgpu::Buffer>,
-    slot_of: Vec<usize>,
     dispatches: Vec<Dispatch>,
 }
+
+/// Plans kept for batch sizes seen (a full batch and a dataset's last, partial one).
+const CACHED_PLANS: usize = 4;
 
 struct Dispatch {
     node: NodeId,
@@ -78,7 +80,12 @@ pub struct GpuEngine {
     graph: Graph,
     kernels: Kernels,
     steps: Vec<Step>,
-    plan: Option<Plan>,
+    /// Activation buffer ("slot") of each node's output.
+    slot_of: Vec<usize>,
+    /// The activation buffers, each holding `slot_capacity` images of the largest layer.
+    slots: Vec<wgpu::Buffer>,
+    slot_capacity: usize,
+    plans: Vec<Plan>,
     /// Per-image size in bytes of the largest activation.
     slot_bytes_per_image: u64,
     profile: bool,
@@ -191,16 +198,21 @@ impl GpuEngine {
             return Err(Error::Gpu(format!("building the pipelines failed: {e}")));
         }
         let slot_bytes_per_image = graph.nodes.iter().map(|n| n.size() as u64 * 4).max().unwrap_or(4);
-        Ok(GpuEngine {
+        let mut engine = GpuEngine {
             ctx,
             graph,
             kernels,
             steps,
-            plan: None,
+            slot_of: vec![],
+            slots: vec![],
+            slot_capacity: 0,
+            plans: vec![],
             slot_bytes_per_image,
             profile: false,
             last_times: vec![],
-        })
+        };
+        engine.slot_of = engine.plan_slots();
+        Ok(engine)
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -253,7 +265,7 @@ impl GpuEngine {
     /// Assigns every node's output a storage buffer ("slot"), reusing a slot
     /// once every reader of its value has run. Flatten and linear activations
     /// share their input's slot.
-    fn plan_slots(&self) -> (Vec<usize>, usize) {
+    fn plan_slots(&self) -> Vec<usize> {
         let nodes = &self.graph.nodes;
         let mut root: Vec<usize> = (0..nodes.len()).collect();
         for (i, step) in self.steps.iter().enumerate() {
@@ -291,22 +303,46 @@ impl GpuEngine {
             released.dedup();
             free.extend(released.into_iter().map(|r| slot_of[r]));
         }
-        (slot_of, count)
+        debug_assert_eq!(slot_of.iter().max().map_or(0, |m| m + 1), count);
+        slot_of
+    }
+
+    /// Makes sure the activation buffers hold `batch` images and a plan for
+    /// `batch` exists; returns its index in `plans`. Buffers grow to the
+    /// largest batch seen and are shared by every plan.
+    fn ensure_plan(&mut self, batch: usize) -> usize {
+        if batch > self.slot_capacity {
+            self.plans.clear();
+            self.slots.clear(); // free the old buffers first
+            let count = self.slot_of.iter().max().map_or(0, |m| m + 1);
+            self.slots = (0..count)
+                .map(|i| {
+                    self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(&format!("activations {i}")),
+                        size: self.slot_bytes_per_image * batch as u64,
+                        usage: wgpu::BufferUsages::STORAGE
+                            | wgpu::BufferUsages::COPY_SRC
+                            | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect();
+            self.slot_capacity = batch;
+        }
+        if let Some(i) = self.plans.iter().position(|p| p.batch == batch) {
+            return i;
+        }
+        if self.plans.len() == CACHED_PLANS {
+            self.plans.remove(0);
+        }
+        let plan = self.build_plan(batch);
+        self.plans.push(plan);
+        self.plans.len() - 1
     }
 
     fn build_plan(&mut self, batch: usize) -> Plan {
         let device = &self.ctx.device;
-        let (slot_of, count) = self.plan_slots();
-        let slots: Vec<wgpu::Buffer> = (0..count)
-            .map(|i| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("activations {i}")),
-                    size: self.slot_bytes_per_image * batch as u64,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
+        let (slots, slot_of) = (&self.slots, &self.slot_of);
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
         let mut dispatches = Vec::new();
         for (i, step) in self.steps.iter().enumerate() {
@@ -339,7 +375,7 @@ impl GpuEngine {
                 if groups <= max_dim { (groups as u32, 1) } else { (max_dim as u32, groups.div_ceil(max_dim) as u32) };
             dispatches.push(Dispatch { node: i, kernel, bind_group, workgroups });
         }
-        Plan { batch, slots, slot_of, dispatches }
+        Plan { batch, dispatches }
     }
 
     /// Runs any number of images, split into batches the adapter can hold;
@@ -371,15 +407,13 @@ impl GpuEngine {
     }
 
     async fn run_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
-        if self.plan.as_ref().map(|p| p.batch) != Some(batch) {
-            self.plan = None; // free the old buffers first
-            self.plan = Some(self.build_plan(batch));
-        }
-        let plan = self.plan.as_ref().unwrap();
+        let plan_index = self.ensure_plan(batch);
+        let plan = &self.plans[plan_index];
+        let (slots, slot_of) = (&self.slots, &self.slot_of);
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
-        self.ctx.queue.write_buffer(&plan.slots[plan.slot_of[self.graph.input]], 0, bytemuck::cast_slice(input));
+        self.ctx.queue.write_buffer(&slots[slot_of[self.graph.input]], 0, bytemuck::cast_slice(input));
         let sizes: Vec<u64> = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4 * batch as u64).collect();
         let mut offsets = Vec::with_capacity(nodes.len());
         let mut total = 0u64;
@@ -430,7 +464,7 @@ impl GpuEngine {
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
         let copy_out = |encoder: &mut wgpu::CommandEncoder, node: NodeId| {
             for &k in copies.get(&node).into_iter().flatten() {
-                let src = &plan.slots[plan.slot_of[nodes[k]]];
+                let src = &slots[slot_of[nodes[k]]];
                 encoder.copy_buffer_to_buffer(src, 0, &readback, offsets[k], sizes[k]);
             }
         };
