@@ -251,19 +251,33 @@ fn plot_svg(r: &Report) -> String {
     let ty = y(r.tolerance_relative);
     let _ =
         writeln!(s, "<line x1='{left}' x2='{}' y1='{ty}' y2='{ty}' stroke='red' stroke-dasharray='5,4'/>", w - right);
+    let _ = writeln!(
+        s,
+        "<text x='{}' y='{}' fill='red' text-anchor='end'>tolerance ({:?}); errors below 1e-10, exact zeros included, are drawn at 1e-10</text>",
+        w - right,
+        ty - 4.0,
+        r.tolerance
+    );
     type Series = (&'static str, &'static str, fn(&LayerRow) -> Option<f32>);
     let series: [Series; 3] = [
         ("gpu vs cpu", "#1f77b4", |l| Some(l.gpu_vs_cpu.max_rel)),
         ("gpu vs reference", "#ff7f0e", |l| l.gpu_vs_reference.map(|d| d.max_rel)),
         ("cpu vs reference", "#2ca02c", |l| l.cpu_vs_reference.map(|d| d.max_rel)),
     ];
+    // Wider lines first, so a series lying exactly on another still shows.
+    let widths = [1.5, 5.0, 2.0];
     for (k, (label, color, f)) in series.iter().enumerate() {
         let pts: Vec<String> =
             r.layers.iter().enumerate().filter_map(|(i, l)| f(l).map(|v| format!("{:.1},{:.1}", x(i), y(v)))).collect();
         if pts.is_empty() {
             continue;
         }
-        let _ = writeln!(s, "<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{}'/>", pts.join(" "));
+        let _ = writeln!(
+            s,
+            "<polyline fill='none' stroke='{color}' stroke-width='{}' stroke-opacity='0.8' points='{}'/>",
+            widths[k],
+            pts.join(" ")
+        );
         let lx = left + 10.0 + 150.0 * k as f64;
         let _ = writeln!(
             s,
