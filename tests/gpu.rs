@@ -328,6 +328,32 @@ fn bench_and_devices_report_json() {
 }
 
 #[test]
+fn wgpu_backend_gl_from_the_environment() {
+    if adapter(wgpu::Backends::GL).is_none() {
+        return;
+    }
+    let (m, data) = (model_h5(), perf_samples());
+    let out = run_command(
+        std::process::Command::new(env!("CARGO_BIN_EXE_resnet8"))
+            .args([
+                "eval",
+                "--model",
+                m.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--device",
+                "gpu",
+                "--json",
+            ])
+            .env("WGPU_BACKEND", "gl"),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["device"].as_str().unwrap().contains("Gl"), "WGPU_BACKEND=gl not honoured: {}", v["device"]);
+    assert_eq!((v["correct"].as_u64(), v["images"].as_u64()), (Some(171), Some(200)));
+}
+
+#[test]
 fn explicit_gpu_without_adapter_is_an_error_and_auto_falls_back() {
     let (m, head) = (model_h5(), head_bin());
     // No Metal adapter exists on Linux; on a Mac, DX12 serves the same purpose.
