@@ -147,9 +147,14 @@ impl GpuEngine {
                     if let Some(bias) = bias {
                         b[..cout].copy_from_slice(&bias.data);
                     }
-                    let k = if window.kernel == [1, 1] { Kernel::Conv1x1 } else { Kernel::Conv2d };
+                    let blocks = (cout16 / CONV_CHANNEL_BLOCK) as u64;
                     let consts = vec![buffer(&node.name, &w), buffer(&node.name, &b)];
-                    (Some(k), consts, (out_h * out_w) as u64 * (cout16 / CONV_CHANNEL_BLOCK) as u64, 0)
+                    if window.kernel == [1, 1] {
+                        (Some(Kernel::Conv1x1), consts, (out_h * out_w) as u64 * blocks, 0)
+                    } else {
+                        // conv2d.wgsl: two neighbouring output pixels per invocation.
+                        (Some(Kernel::Conv2d), consts, (out_h * out_w.div_ceil(2)) as u64 * blocks, 0)
+                    }
                 }
                 Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
                     let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
