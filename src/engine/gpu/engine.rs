@@ -14,6 +14,8 @@ use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op};
 
 /// Output channels one conv invocation computes (`shaders/conv*.wgsl`).
 const CONV_CHANNEL_BLOCK: usize = 16;
+/// Neighbouring output pixels one conv2d.wgsl invocation computes (`PX`).
+const CONV_PIXEL_RUN: u32 = 4;
 
 /// The 16-word parameter block every shader reads (`shaders/common.wgsl`).
 #[repr(C)]
@@ -152,8 +154,8 @@ impl GpuEngine {
                     if window.kernel == [1, 1] {
                         (Some(Kernel::Conv1x1), consts, (out_h * out_w) as u64 * blocks, 0)
                     } else {
-                        // conv2d.wgsl: two neighbouring output pixels per invocation.
-                        (Some(Kernel::Conv2d), consts, (out_h * out_w.div_ceil(2)) as u64 * blocks, 0)
+                        let runs = out_w.div_ceil(CONV_PIXEL_RUN) as u64;
+                        (Some(Kernel::Conv2d), consts, out_h as u64 * runs * blocks, 0)
                     }
                 }
                 Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
