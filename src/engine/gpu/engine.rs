@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use super::kernels::{Kernel, Kernels, WORKGROUP_SIZE};
 use super::GpuContext;
 use crate::error::{Error, Result};
-use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op};
+use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
 
 /// Output channels one conv invocation computes (`shaders/conv*.wgsl`).
 const CONV_CHANNEL_BLOCK: usize = 16;
@@ -38,6 +38,17 @@ struct Params {
     /// Elements (element-wise kernels) or rows (softmax) in the whole batch.
     len: u32,
     _pad: u32,
+}
+
+impl Params {
+    /// Kernel size, strides and the padding before (the padding after is
+    /// implied: taps past the input are skipped).
+    fn set_window(&mut self, w: &Window) {
+        [self.k_h, self.k_w] = w.kernel.map(|k| k as u32);
+        [self.stride_h, self.stride_w] = w.strides.map(|s| s as u32);
+        self.pad_top = w.pads.top as u32;
+        self.pad_left = w.pads.left as u32;
+    }
 }
 
 /// How one node runs.
@@ -130,12 +141,7 @@ impl GpuEngine {
             let (kernel, consts, threads, len) = match &node.op {
                 Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => (None, vec![], 0, 0),
                 Op::Conv2d { window, weight, bias, activation } => {
-                    params.k_h = window.kernel[0] as u32;
-                    params.k_w = window.kernel[1] as u32;
-                    params.stride_h = window.strides[0] as u32;
-                    params.stride_w = window.strides[1] as u32;
-                    params.pad_top = window.pads.top as u32;
-                    params.pad_left = window.pads.left as u32;
+                    params.set_window(window);
                     params.act = act_code(*activation);
                     // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to 16): the
                     // shaders compute 16 output channels per invocation.
@@ -179,12 +185,7 @@ impl GpuEngine {
                     (Some(Kernel::Add), vec![], size, size)
                 }
                 Op::AvgPool(w) | Op::MaxPool(w) => {
-                    params.k_h = w.kernel[0] as u32;
-                    params.k_w = w.kernel[1] as u32;
-                    params.stride_h = w.strides[0] as u32;
-                    params.stride_w = w.strides[1] as u32;
-                    params.pad_top = w.pads.top as u32;
-                    params.pad_left = w.pads.left as u32;
+                    params.set_window(w);
                     let k = if matches!(node.op, Op::MaxPool(_)) { Kernel::MaxPool } else { Kernel::AvgPool };
                     (Some(k), vec![], size, 0)
                 }
