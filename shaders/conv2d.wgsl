@@ -32,7 +32,7 @@ fn store(base: u32, c0: u32, v: vec4<f32>) {
     }
 }
 
-// The input index of pixel `ox + j`'s tap, or `none` when it falls outside.
+// The input index of pixel `ox + j`'s tap, or NONE when it falls outside (or past out_w).
 fn tap(row_base: u32, ix: i32, j: u32, ox: u32) -> u32 {
     if (ox + j >= p.out_w || ix < 0 || ix >= i32(p.in_w)) {
         return NONE;

@@ -8,9 +8,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 
-use resnet8::engine::gpu::{GpuEngine, LayerTime};
 use resnet8::engine::run_batched;
-use resnet8::passes;
 
 use super::device::{DeviceKind, EngineArgs, GpuArgs};
 use super::ModelArg;
@@ -109,9 +107,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let ms_per_batch = stats(seconds.iter().map(|s| 1e3 * s / batches as f64).collect());
     let gflops = stats(seconds.iter().map(|s| flops_per_image * images as f64 / s / 1e9).collect());
 
-    // Per-layer GPU time: one extra profiled batch, outside the timed runs.
-    let layer_times = if opened.description.starts_with("gpu") {
-        profile_layers(&model.graph, &engine_args, &input[..batch.min(images) * image_len])?
+    // Per-layer time: one extra profiled batch on the same engine, after the
+    // timed runs so the timestamp queries do not weigh on them.
+    let layer_times = if opened.engine.set_profiling(true) {
+        let n = batch.min(images);
+        opened.engine.run(&input[..n * image_len], n, &out)?;
+        let times = opened.engine.layer_times();
+        opened.engine.set_profiling(false);
+        Some(times)
     } else {
         None
     };
@@ -152,7 +155,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     if let Some(times) = layer_times {
         let total: f64 = times.iter().map(|t| t.ms).sum();
-        println!("\nGPU time per layer (timestamp queries, one batch of {}):", batch.min(images));
+        println!("\ntime per layer (GPU timestamp queries, one batch of {}):", batch.min(images));
         let w = times.iter().map(|t| t.node.len()).max().unwrap_or(5);
         for t in &times {
             let bar = "#".repeat((40.0 * t.ms / total.max(1e-9)).round() as usize);
@@ -167,18 +170,4 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("  {:<w$}  {:<18} {:>9.3} ms", "total", "", total);
     }
     Ok(())
-}
-
-fn profile_layers(graph: &resnet8::graph::Graph, args: &EngineArgs, input: &[f32]) -> Result<Option<Vec<LayerTime>>> {
-    let ctx = args.gpu.open_context()?;
-    let mut engine = pollster::block_on(GpuEngine::new(ctx, passes::optimize(graph)))?;
-    if !engine.set_profiling(true) {
-        return Ok(None);
-    }
-    let image_len: usize = graph.input_shape().iter().product();
-    let n = input.len() / image_len;
-    let out = engine.graph().output;
-    pollster::block_on(engine.run_async(input, n, &[out]))?; // warm
-    pollster::block_on(engine.run_async(input, n, &[out]))?;
-    Ok(Some(engine.layer_times().to_vec()))
 }

@@ -2,8 +2,8 @@
 //! images in parallel (rayon) on native builds. Written to be obviously
 //! correct; it is what the GPU engine and the Keras outputs are checked against.
 
-use crate::engine::{softmax_in_place, Engine};
-use crate::error::{Error, Result};
+use crate::engine::{check_request, softmax_in_place, Engine};
+use crate::error::Result;
 use crate::graph::{batch_norm_affine, Activation, Graph, Node, NodeId, Op, Tensor, Window};
 
 pub struct CpuEngine {
@@ -32,18 +32,7 @@ impl Engine for CpuEngine {
 
 /// Runs `graph` on a batch; see [`Engine::run`].
 pub fn run_graph(graph: &Graph, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
-    let image_len: usize = graph.input_shape().iter().product();
-    if input.len() != batch * image_len {
-        return Err(Error::Input(format!(
-            "{} values for a batch of {batch} images of shape {:?} (needs {})",
-            input.len(),
-            graph.input_shape(),
-            batch * image_len
-        )));
-    }
-    if let Some(&bad) = nodes.iter().find(|&&n| n >= graph.nodes.len()) {
-        return Err(Error::Input(format!("node {bad} is not in the graph")));
-    }
+    let image_len = check_request(graph, input, batch, nodes)?;
     let per_image = |x: &[f32]| run_image(graph, x, nodes);
     #[cfg(feature = "native")]
     let results: Vec<Vec<Vec<f32>>> = {

@@ -5,8 +5,10 @@
 pub mod cpu;
 pub mod gpu;
 
-use crate::error::Result;
-use crate::graph::NodeId;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId};
 
 /// An engine bound to one graph (its weights already in place).
 pub trait Engine {
@@ -16,6 +18,43 @@ pub trait Engine {
     /// Runs `batch` images (`input` is `batch × h × w × c`, NHWC) and returns
     /// the outputs of `nodes`, each `batch × node size`, in the order asked.
     fn run(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>>;
+
+    /// Turns per-node timing on or off; returns whether it is on (engines
+    /// without timers stay off).
+    fn set_profiling(&mut self, _on: bool) -> bool {
+        false
+    }
+
+    /// Per-node times of the last batch run with profiling on.
+    fn layer_times(&self) -> Vec<LayerTime> {
+        Vec::new()
+    }
+}
+
+/// Time one node took, as the engine measured it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerTime {
+    pub node: String,
+    pub op: String,
+    pub ms: f64,
+}
+
+/// Checks a run request against the graph: `input` holds exactly `batch`
+/// images of the input shape and every node exists. Returns the values per image.
+pub(crate) fn check_request(graph: &Graph, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<usize> {
+    let image_len: usize = graph.input_shape().iter().product();
+    if input.len() != batch * image_len {
+        return Err(Error::Input(format!(
+            "{} values for a batch of {batch} images of shape {:?} (needs {})",
+            input.len(),
+            graph.input_shape(),
+            batch * image_len
+        )));
+    }
+    if let Some(&bad) = nodes.iter().find(|&&n| n >= graph.nodes.len()) {
+        return Err(Error::Input(format!("node {bad} is not in the graph")));
+    }
+    Ok(image_len)
 }
 
 /// The probability of each class from logits, per row (numerically stable).

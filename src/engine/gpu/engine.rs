@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use wgpu::util::DeviceExt;
 
 use super::kernels::{Kernel, Kernels, WORKGROUP_SIZE};
 use super::GpuContext;
+use crate::engine::{check_request, LayerTime};
 use crate::error::{Error, Result};
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
 
@@ -78,14 +78,6 @@ struct Dispatch {
     kernel: Kernel,
     bind_group: wgpu::BindGroup,
     workgroups: (u32, u32),
-}
-
-/// GPU time of one node's dispatch, from timestamp queries.
-#[derive(Clone, Debug, Serialize)]
-pub struct LayerTime {
-    pub node: String,
-    pub op: String,
-    pub ms: f64,
 }
 
 pub struct GpuEngine {
@@ -229,17 +221,6 @@ impl GpuEngine {
 
     pub fn graph(&self) -> &Graph {
         &self.graph
-    }
-
-    /// Records per-node GPU time with timestamp queries (when the adapter has them).
-    pub fn set_profiling(&mut self, on: bool) -> bool {
-        self.profile = on && self.ctx.timestamps;
-        self.profile
-    }
-
-    /// Per-node GPU times of the last batch run with profiling on.
-    pub fn layer_times(&self) -> &[LayerTime] {
-        &self.last_times
     }
 
     /// The largest batch one submission can hold on this adapter, and the
@@ -389,18 +370,7 @@ impl GpuEngine {
     /// Runs any number of images, split into batches the adapter can hold;
     /// returns the outputs of `nodes` (see [`crate::engine::Engine::run`]).
     pub async fn run_async(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
-        let image_len: usize = self.graph.input_shape().iter().product();
-        if input.len() != batch * image_len {
-            return Err(Error::Input(format!(
-                "{} values for a batch of {batch} images of shape {:?} (needs {})",
-                input.len(),
-                self.graph.input_shape(),
-                batch * image_len
-            )));
-        }
-        if let Some(&bad) = nodes.iter().find(|&&n| n >= self.graph.nodes.len()) {
-            return Err(Error::Input(format!("node {bad} is not in the graph")));
-        }
+        let image_len = check_request(&self.graph, input, batch, nodes)?;
         // The read-back buffer must fit too.
         let readback_per_image: u64 = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4).sum::<u64>().max(4);
         let chunk = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
@@ -560,5 +530,15 @@ impl crate::engine::Engine for GpuEngine {
 
     fn run(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         pollster::block_on(self.run_async(input, batch, nodes))
+    }
+
+    /// GPU time per dispatch from timestamp queries, where the adapter has them.
+    fn set_profiling(&mut self, on: bool) -> bool {
+        self.profile = on && self.ctx.timestamps;
+        self.profile
+    }
+
+    fn layer_times(&self) -> Vec<LayerTime> {
+        self.last_times.clone()
     }
 }

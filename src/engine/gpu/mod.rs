@@ -4,7 +4,7 @@
 mod engine;
 mod kernels;
 
-pub use engine::{GpuEngine, LayerTime};
+pub use engine::GpuEngine;
 pub use kernels::{shader_source, Kernel, SHADER_COMMON, SHADER_SOURCES};
 
 use serde::Serialize;
