@@ -4,7 +4,8 @@
 # lavapipe Vulkan and llvmpipe GL drivers, a GPU device on the CPU for
 # machines without a GPU) and sets RESNET8_DATA and XDG_RUNTIME_DIR.
 set -euo pipefail
-pkgs=(libhdf5-dev pkg-config mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri)
+# spirv-tools: the tests check every shader variant's SPIR-V with spirv-val.
+pkgs=(libhdf5-dev pkg-config mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri spirv-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

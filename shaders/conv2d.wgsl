@@ -1,10 +1,12 @@
-// Conv2D, NHWC, any kernel size, stride and padding (TensorFlow 'same'
-// padding is resolved on the host: pad_top/pad_left are the cells before;
-// cells after fall outside the input and are skipped), with bias and an
-// optional ReLU epilogue (BatchNorm is folded into weights and bias).
+// Conv2D, NHWC, the generic variant: any kernel size, stride, padding and
+// channel count, shapes read from the parameter block at run time (TensorFlow
+// 'same' padding is resolved on the host: pad_top/pad_left are the cells
+// before; cells after fall outside the input and are skipped), with bias, an
+// optional residual input added, and an optional ReLU epilogue (BatchNorm is
+// folded into weights and bias).
 //
-// One invocation computes 4 horizontally neighbouring output pixels (a..d)
-// for a block of 16 output channels (vec4 accumulators a0..d3): every input
+// One invocation computes PX = 4 horizontally neighbouring output pixels (a..d)
+// for a block of CB = 16 output channels (vec4 accumulators a0..d3): every input
 // load feeds 16 multiply-adds and every weight load 4. Neighbouring
 // invocations take neighbouring pixel runs of the same channel block, so
 // they read the same weights. Weights are laid out (kh, kw, cin, cout
@@ -12,16 +14,23 @@
 // named, not an array: compilers that keep arrays in memory (SwiftShader)
 // would otherwise spill them.
 
-const PX: u32 = 4u;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+// The block's other input when p.residual == 1 (else the input, unread).
+@group(0) @binding(5) var<storage, read> residual: array<f32>;
 
 fn store(base: u32, c0: u32, v: vec4<f32>) {
     var y = v;
+    if (p.residual == 1u) {
+        for (var j = 0u; j < 4u; j++) {
+            if (c0 + j < p.out_c) {
+                y[j] += residual[base + c0 + j];
+            }
+        }
+    }
     if (p.act == ACT_RELU) {
         y = max(y, vec4<f32>(0.0));
     }
@@ -44,7 +53,7 @@ const NONE: u32 = 0xffffffffu;
 
 @compute @workgroup_size(WG)
 fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = (p.out_c + 15u) / 16u;
+    let blocks = (p.out_c + CB - 1u) / CB;
     let runs = (p.out_w + PX - 1u) / PX;
     let groups = p.n * p.out_h * runs;
     let i = flat_index(gid, nwg);
@@ -108,7 +117,7 @@ fn conv2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    let c16 = cb * 16u;
+    let c16 = cb * CB;
     let base = ((n * p.out_h + oy) * p.out_w + ox) * p.out_c;
     store(base, c16, a0); store(base, c16 + 4u, a1); store(base, c16 + 8u, a2); store(base, c16 + 12u, a3);
     if (ox + 1u < p.out_w) {

@@ -163,12 +163,15 @@ impl Window {
 #[derive(Clone, Debug)]
 pub enum Op {
     Input,
-    /// Weight `(kh, kw, cin, cout)`, bias `(cout)`.
+    /// Weight `(kh, kw, cin, cout)`, bias `(cout)`. With `residual` the node
+    /// has a second input of the output's shape, added before the activation
+    /// (a ResNet block's Add fused into the conv that feeds it).
     Conv2d {
         window: Window,
         weight: Tensor,
         bias: Option<Tensor>,
         activation: Activation,
+        residual: bool,
     },
     /// Inference-mode batch normalisation over the last axis.
     BatchNorm {
@@ -190,6 +193,14 @@ pub enum Op {
     Flatten,
     /// Weight `(in, out)`, bias `(out)`.
     Dense {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        activation: Activation,
+    },
+    /// A classifier head: the mean over every pixel of an `[h, w, c]` input,
+    /// then a Dense (weight `(c, out)`) and its activation (softmax included).
+    /// Made by [`crate::passes::fuse_head`] from pooling, flatten, dense and softmax.
+    PoolDense {
         weight: Tensor,
         bias: Option<Tensor>,
         activation: Activation,
@@ -218,8 +229,11 @@ impl Op {
     pub fn kind(&self) -> String {
         match self {
             Op::Input => "Input".into(),
-            Op::Conv2d { window, activation, .. } => {
+            Op::Conv2d { window, activation, residual, .. } => {
                 let mut s = format!("Conv{}x{}/s{}", window.kernel[0], window.kernel[1], window.strides[0]);
+                if *residual {
+                    s += "+add";
+                }
                 if *activation != Activation::Linear {
                     s += &format!("+{}", activation.name());
                 }
@@ -239,6 +253,7 @@ impl Op {
                 format!("Dense+{}", activation.name())
             }
             Op::Dense { .. } => "Dense".into(),
+            Op::PoolDense { activation, .. } => format!("GlobalAvgPool+Dense+{}", activation.name()),
         }
     }
 
@@ -246,7 +261,7 @@ impl Op {
     pub fn weights(&self) -> Vec<(&'static str, &Tensor)> {
         let mut out = Vec::new();
         match self {
-            Op::Conv2d { weight, bias, .. } | Op::Dense { weight, bias, .. } => {
+            Op::Conv2d { weight, bias, .. } | Op::Dense { weight, bias, .. } | Op::PoolDense { weight, bias, .. } => {
                 out.push(("kernel", weight));
                 if let Some(b) = bias {
                     out.push(("bias", b));
@@ -297,7 +312,7 @@ impl Node {
                 };
                 (out * kh * kw * cin) as u64
             }
-            Op::Dense { weight, .. } => weight.len() as u64,
+            Op::Dense { weight, .. } | Op::PoolDense { weight, .. } => weight.len() as u64,
             _ => 0,
         }
     }

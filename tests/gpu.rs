@@ -9,7 +9,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use resnet8::compare::{DiffStats, Tolerance};
 use resnet8::engine::cpu::run_graph;
-use resnet8::engine::gpu::{self, GpuContext, GpuEngine};
+use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Tuning, Variant};
 use resnet8::engine::{argmax_rows, Engine};
 use resnet8::graph::Graph;
 use resnet8::{dataset, import, npy, passes};
@@ -82,6 +82,44 @@ fn check_backend(backends: wgpu::Backends, batches: &[usize]) {
             );
         }
     }
+}
+
+/// Each conv kernel variant, forced on every layer that takes it, on the
+/// fused graph (residual adds and the head in the epilogues) and the
+/// unfolded one, against the CPU at batches 1, 7 and `largest`.
+fn check_variants(backends: wgpu::Backends, largest: usize) {
+    let model = import::load(&model_h5()).unwrap();
+    let head = dataset::load(&head_bin(), Some(largest)).unwrap();
+    for variant in Variant::CONV {
+        for (graph, label) in [(passes::optimize(&model.graph), "fused"), (model.graph.clone(), "unfolded")] {
+            let Some(a) = adapter(backends) else { return };
+            let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+            let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
+            let used = (0..graph.nodes.len()).filter(|&i| e.variant_of(i) == Some(variant)).count();
+            assert!(used > 0, "{} runs no layer of the {label} graph", variant.name());
+            for n in [1, 7, largest] {
+                let what = format!("{backends:?} {label} {} ({used} layers)", variant.name());
+                assert_gpu_matches_cpu(&mut e, head.batch(0..n), n, &what);
+            }
+            let n = 7;
+            assert_gpu_matches_cpu(
+                &mut e,
+                &random_inputs(n, seed()),
+                n,
+                &format!("{backends:?} {label} {} random", variant.name()),
+            );
+        }
+    }
+}
+
+#[test]
+fn vulkan_conv_variants_match_cpu() {
+    check_variants(wgpu::Backends::VULKAN, 256);
+}
+
+#[test]
+fn gl_conv_variants_match_cpu() {
+    check_variants(wgpu::Backends::GL, 32);
 }
 
 #[test]

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Untimed runs first (pipeline compilation, buffer allocation).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Also time every kernel variant of every conv layer (GPU).
+    #[arg(long)]
+    variants: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -119,8 +122,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None
     };
 
+    let plan = opened.engine.plan_summary();
+    let variant_times = if args.variants { Some(opened.engine.variant_times(batch.min(images))?) } else { None };
+
     if args.json {
         let v = json!({
+            "dispatches_per_batch": plan.as_ref().map(|p| p.dispatches),
+            "activation_bytes_per_image": plan.as_ref().map(|p| p.activation_bytes_per_image),
+            "kernels": plan.as_ref().map(|p| &p.kernels),
+            "variant_times_ms": variant_times,
             "model": args.model.model.display().to_string(),
             "device": opened.description,
             "host": host_cpu(),
@@ -153,6 +163,32 @@ pub fn run(args: BenchArgs) -> Result<()> {
         gflops.max,
         flops_per_image / 1e6
     );
+    if let Some(p) = &plan {
+        println!(
+            "dispatches per batch: {}; activation bytes moved per image: {} ({:.2} MB)",
+            p.dispatches,
+            p.activation_bytes_per_image,
+            p.activation_bytes_per_image as f64 / 1e6
+        );
+    }
+    if let Some(layers) = &variant_times {
+        println!("\nkernel variants per conv layer (ms for one batch of {}; * = chosen):", batch.min(images));
+        let w = layers.iter().map(|l| l.node.len()).max().unwrap_or(5);
+        for l in layers {
+            let cells: Vec<String> = l
+                .variants
+                .iter()
+                .map(|(name, r)| {
+                    let mark = if *name == l.chosen { "*" } else { "" };
+                    match r {
+                        Ok(ms) => format!("{name}{mark} {ms:.2}"),
+                        Err(_) => format!("{name} declines"),
+                    }
+                })
+                .collect();
+            println!("  {:<w$}  {}", l.node, cells.join("   "));
+        }
+    }
     if let Some(times) = layer_times {
         let total: f64 = times.iter().map(|t| t.ms).sum();
         println!("\ntime per layer (GPU timestamp queries, one batch of {}):", batch.min(images));

@@ -131,6 +131,7 @@ pub fn list_devices(args: &GpuArgs, json: bool) -> Result<()> {
     if summaries.is_empty() {
         bail!("no GPU adapters found; {}", gpu::NO_ADAPTER_HINT);
     }
+    let cache = gpu::tuning::Cache::load();
     for a in &summaries {
         println!("[{}] {}", a.index, a.name);
         println!("    backend {}, type {}, driver {} {}", a.backend, a.device_type, a.driver, a.driver_info);
@@ -143,6 +144,11 @@ pub fn list_devices(args: &GpuArgs, json: bool) -> Result<()> {
             a.max_compute_workgroup_storage_size >> 10
         );
         println!("    timestamp queries {}, shader-f16 {}", yes(a.timestamp_query), yes(a.shader_f16));
+        // The conv kernels the engine timed and chose on this adapter, per model.
+        for (model, choices) in cache.for_adapter(&gpu::tuning::adapter_key(a)) {
+            let list: Vec<String> = choices.iter().map(|(node, v)| format!("{node}={v}")).collect();
+            println!("    tuned kernels ({model}): {}", list.join(", "));
+        }
     }
     Ok(())
 }

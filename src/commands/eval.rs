@@ -123,7 +123,11 @@ pub struct PredictArgs {
 pub fn run_predict(args: PredictArgs) -> Result<()> {
     let model = args.model.load()?;
     let data = args.data.load()?;
-    let mut opened = args.engine.open(&model.graph, true)?;
+    let mut opened = if args.logits {
+        args.engine.open_graph(resnet8::passes::optimize_keeping_logits(&model.graph), true)?
+    } else {
+        args.engine.open(&model.graph, true)?
+    };
     let graph = opened.graph.clone();
     let node = if args.logits { graph.logits_node() } else { graph.output };
     let width: usize = graph.nodes[node].size();

@@ -83,7 +83,13 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
     let x = inputs[0];
     let mut y = match &node.op {
         Op::Input => unreachable!("handled by the caller"),
-        Op::Conv2d { window, weight, bias, .. } => conv2d(x, in_shapes[0], &node.shape, window, weight, bias.as_ref()),
+        Op::Conv2d { window, weight, bias, residual, .. } => {
+            let mut y = conv2d(x, in_shapes[0], &node.shape, window, weight, bias.as_ref());
+            if *residual {
+                y.iter_mut().zip(inputs[1]).for_each(|(v, r)| *v += r);
+            }
+            y
+        }
         Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
             let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
             let c = scale.len();
@@ -99,27 +105,14 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
         }
         Op::AvgPool(window) => pool(x, in_shapes[0], &node.shape, window, false),
         Op::MaxPool(window) => pool(x, in_shapes[0], &node.shape, window, true),
-        Op::GlobalAvgPool => {
-            let c = *in_shapes[0].last().unwrap();
-            let pixels = x.len() / c;
-            let mut sum = vec![0.0f32; c];
-            for px in x.chunks(c) {
-                sum.iter_mut().zip(px).for_each(|(s, v)| *s += v);
-            }
-            sum.iter().map(|s| s / pixels as f32).collect()
-        }
-        Op::Dense { weight, bias, .. } => {
-            let (n_in, n_out) = (weight.shape[0], weight.shape[1]);
-            let mut acc = bias.as_ref().map_or_else(|| vec![0.0; n_out], |b| b.data.clone());
-            for (&xi, row) in x[..n_in].iter().zip(weight.data.chunks(n_out)) {
-                acc.iter_mut().zip(row).for_each(|(a, w)| *a += xi * w);
-            }
-            acc
-        }
+        Op::GlobalAvgPool => global_avg_pool(x, in_shapes[0]),
+        Op::Dense { weight, bias, .. } => dense(x, weight, bias.as_ref()),
+        Op::PoolDense { weight, bias, .. } => dense(&global_avg_pool(x, in_shapes[0]), weight, bias.as_ref()),
     };
     let activation = match &node.op {
         Op::Conv2d { activation, .. }
         | Op::Dense { activation, .. }
+        | Op::PoolDense { activation, .. }
         | Op::Add { activation }
         | Op::Activation(activation) => *activation,
         _ => Activation::Linear,
@@ -133,6 +126,26 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
         }
     }
     y
+}
+
+/// The mean of each channel over all pixels, summed pixel by pixel in order.
+fn global_avg_pool(x: &[f32], in_shape: &[usize]) -> Vec<f32> {
+    let c = *in_shape.last().unwrap();
+    let pixels = x.len() / c;
+    let mut sum = vec![0.0f32; c];
+    for px in x.chunks(c) {
+        sum.iter_mut().zip(px).for_each(|(s, v)| *s += v);
+    }
+    sum.iter().map(|s| s / pixels as f32).collect()
+}
+
+fn dense(x: &[f32], weight: &Tensor, bias: Option<&Tensor>) -> Vec<f32> {
+    let (n_in, n_out) = (weight.shape[0], weight.shape[1]);
+    let mut acc = bias.map_or_else(|| vec![0.0; n_out], |b| b.data.clone());
+    for (&xi, row) in x[..n_in].iter().zip(weight.data.chunks(n_out)) {
+        acc.iter_mut().zip(row).for_each(|(a, w)| *a += xi * w);
+    }
+    acc
 }
 
 fn conv2d(

@@ -29,6 +29,25 @@ pub trait Engine {
     fn layer_times(&self) -> Vec<LayerTime> {
         Vec::new()
     }
+
+    /// Dispatches, activation traffic and kernels per batch (GPU engines).
+    fn plan_summary(&self) -> Option<gpu::PlanSummary> {
+        None
+    }
+
+    /// Per layer with a choice of kernels: each variant's time in ms on
+    /// `batch` images, or why it cannot run the layer (GPU engines).
+    fn variant_times(&mut self, _batch: usize) -> Result<Vec<VariantTimes>> {
+        Ok(Vec::new())
+    }
+}
+
+/// One layer's kernel variants, timed: (variant, ms or the reason it declines).
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantTimes {
+    pub node: String,
+    pub chosen: String,
+    pub variants: Vec<(String, std::result::Result<f64, String>)>,
 }
 
 /// Time one node took, as the engine measured it.

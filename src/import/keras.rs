@@ -282,7 +282,13 @@ impl Builder {
                     expected.push(("bias", vec![filters]));
                 }
                 let mut w = take(&expected, &[])?;
-                let op = Op::Conv2d { window, weight: w.remove("kernel").unwrap(), bias: w.remove("bias"), activation };
+                let op = Op::Conv2d {
+                    window,
+                    weight: w.remove("kernel").unwrap(),
+                    bias: w.remove("bias"),
+                    activation,
+                    residual: false,
+                };
                 return Ok(self.with_activation(name, op, inputs, vec![oh, ow, filters], activation));
             }
             "Dense" => {

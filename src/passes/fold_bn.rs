@@ -15,7 +15,7 @@ pub fn fold_batch_norm(graph: &Graph) -> Graph {
             return None;
         };
         let (weight, bias) = match producer {
-            Op::Conv2d { weight, bias, activation: Activation::Linear, .. } => (weight, bias),
+            Op::Conv2d { weight, bias, activation: Activation::Linear, residual: false, .. } => (weight, bias),
             Op::Dense { weight, bias, activation: Activation::Linear } => (weight, bias),
             _ => return None,
         };
@@ -47,6 +47,7 @@ pub fn fold_batch_norm(graph: &Graph) -> Graph {
                 weight: folded_weight,
                 bias: Some(folded_bias),
                 activation: Activation::Linear,
+                residual: false,
             },
             _ => Op::Dense { weight: folded_weight, bias: Some(folded_bias), activation: Activation::Linear },
         })

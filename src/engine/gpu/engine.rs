@@ -1,66 +1,25 @@
-//! [`GpuEngine`]: weights uploaded once, activations in a reused set of
-//! storage buffers planned from the graph, one command encoder per batch,
-//! and only the requested outputs read back.
+//! [`GpuEngine`]: each node lowered once (`lower.rs`), its weights uploaded
+//! once, activations in a reused set of storage buffers (`memory.rs`), one
+//! command encoder per batch, and only the requested outputs read back.
 
 use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Kernel, Kernels, WORKGROUP_SIZE};
+use super::kernels::{Pipelines, Variant};
+use super::lower::{self, DeviceCaps, Lowered, Role};
+use super::memory::{self, MemoryPlan, ACTIVATION_BYTES};
+use super::profile::Timestamps;
+use super::tuning::{self, Tuning};
 use super::GpuContext;
 use crate::engine::{check_request, LayerTime};
 use crate::error::{Error, Result};
-use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
+use crate::graph::{Graph, NodeId, Op};
 
-/// Output channels one conv invocation computes (`shaders/conv*.wgsl`).
-const CONV_CHANNEL_BLOCK: usize = 16;
-/// Neighbouring output pixels one conv2d.wgsl invocation computes (`PX`).
-const CONV_PIXEL_RUN: u32 = 4;
-
-/// The 16-word parameter block every shader reads (`shaders/common.wgsl`).
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    in_h: u32,
-    in_w: u32,
-    in_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_c: u32,
-    k_h: u32,
-    k_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_top: u32,
-    pad_left: u32,
-    act: u32,
-    /// Elements (element-wise kernels) or rows (softmax) in the whole batch.
-    len: u32,
-    _pad: u32,
-}
-
-impl Params {
-    /// Kernel size, strides and the padding before (the padding after is
-    /// implied: taps past the input are skipped).
-    fn set_window(&mut self, w: &Window) {
-        [self.k_h, self.k_w] = w.kernel.map(|k| k as u32);
-        [self.stride_h, self.stride_w] = w.strides.map(|s| s as u32);
-        self.pad_top = w.pads.top as u32;
-        self.pad_left = w.pads.left as u32;
-    }
-}
-
-/// How one node runs.
+/// How one node runs: its lowering and its uploaded constant buffers.
 struct Step {
-    kernel: Option<Kernel>,
-    params: Params,
-    /// Constant buffers bound after the input (weights and bias, or BN scale and offset).
-    consts: Vec<wgpu::Buffer>,
-    /// Invocations per image.
-    threads: u64,
-    /// `len` per image (elements or softmax rows); multiplied by the batch.
-    len: u64,
+    lowered: Lowered,
+    buffers: Vec<wgpu::Buffer>,
 }
 
 /// The dispatches (parameters and bind groups) for one batch size, over the
@@ -75,144 +34,108 @@ const CACHED_PLANS: usize = 4;
 
 struct Dispatch {
     node: NodeId,
-    kernel: Kernel,
     bind_group: wgpu::BindGroup,
-    workgroups: (u32, u32),
+    workgroups: (u32, u32, u32),
+}
+
+/// What the engine does per batch, from its plan: for `bench`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlanSummary {
+    pub dispatches: usize,
+    /// Activation bytes every dispatch reads and writes, per image.
+    pub activation_bytes_per_image: u64,
+    /// The kernel variant of each dispatched node, in order.
+    pub kernels: Vec<(String, &'static str)>,
 }
 
 pub struct GpuEngine {
     ctx: GpuContext,
     graph: Graph,
-    kernels: Kernels,
-    steps: Vec<Step>,
-    /// Activation buffer ("slot") of each node's output.
-    slot_of: Vec<usize>,
+    caps: DeviceCaps,
+    pipelines: Pipelines,
+    steps: Vec<Option<Step>>,
+    memory: MemoryPlan,
     /// The activation buffers, each holding `slot_capacity` images of the largest layer.
     slots: Vec<wgpu::Buffer>,
     slot_capacity: usize,
     plans: Vec<Plan>,
-    /// Per-image size in bytes of the largest activation.
-    slot_bytes_per_image: u64,
     profile: bool,
     last_times: Vec<LayerTime>,
 }
 
-fn act_code(a: Activation) -> u32 {
-    match a {
-        Activation::Relu => 1,
-        _ => 0,
-    }
-}
-
-/// `[h, w, c]` of a shape; vectors are `1 × 1 × n`.
-fn hwc(shape: &[usize]) -> [u32; 3] {
-    match *shape {
-        [h, w, c] => [h as u32, w as u32, c as u32],
-        _ => [1, 1, shape.iter().product::<usize>() as u32],
-    }
-}
-
 impl GpuEngine {
-    /// Uploads `graph`'s weights and builds its pipelines.
+    /// Uploads `graph`'s weights and builds its pipelines, with the kernel
+    /// variants `RESNET8_TUNE` asks for (see [`Tuning::from_env`]).
     pub async fn new(ctx: GpuContext, graph: Graph) -> Result<Self> {
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut kernels = Kernels::default();
-        let mut steps = Vec::with_capacity(graph.nodes.len());
-        for node in &graph.nodes {
-            let [in_h, in_w, in_c] = node.inputs.first().map_or([0; 3], |&i| hwc(&graph.nodes[i].shape));
-            let [out_h, out_w, out_c] = hwc(&node.shape);
-            let size = node.size() as u64;
-            let mut params = Params { in_h, in_w, in_c, out_h, out_w, out_c, ..Default::default() };
-            let buffer = |label: &str, data: &[f32]| {
-                ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE,
-                })
-            };
-            let (kernel, consts, threads, len) = match &node.op {
-                Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => (None, vec![], 0, 0),
-                Op::Conv2d { window, weight, bias, activation } => {
-                    params.set_window(window);
-                    params.act = act_code(*activation);
-                    // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to 16): the
-                    // shaders compute 16 output channels per invocation.
-                    let cout = out_c as usize;
-                    let cout16 = cout.div_ceil(CONV_CHANNEL_BLOCK) * CONV_CHANNEL_BLOCK;
-                    let mut w = vec![0.0f32; weight.len() / cout * cout16];
-                    for (row, src) in w.chunks_mut(cout16).zip(weight.data.chunks(cout)) {
-                        row[..cout].copy_from_slice(src);
-                    }
-                    let mut b = vec![0.0f32; cout16];
-                    if let Some(bias) = bias {
-                        b[..cout].copy_from_slice(&bias.data);
-                    }
-                    let blocks = (cout16 / CONV_CHANNEL_BLOCK) as u64;
-                    let consts = vec![buffer(&node.name, &w), buffer(&node.name, &b)];
-                    if window.kernel == [1, 1] {
-                        (Some(Kernel::Conv1x1), consts, (out_h * out_w) as u64 * blocks, 0)
-                    } else {
-                        let runs = out_w.div_ceil(CONV_PIXEL_RUN) as u64;
-                        (Some(Kernel::Conv2d), consts, out_h as u64 * runs * blocks, 0)
-                    }
-                }
-                Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
-                    let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
-                    let consts = vec![buffer(&node.name, &scale), buffer(&node.name, &offset)];
-                    (Some(Kernel::BatchNorm), consts, size, size)
-                }
-                Op::Activation(Activation::Relu) => (Some(Kernel::Relu), vec![], size, size),
-                Op::Activation(Activation::Softmax) => {
-                    (Some(Kernel::Softmax), vec![], size / out_c as u64, size / out_c as u64)
-                }
-                Op::Add { activation } => {
-                    if node.inputs.len() != 2 {
-                        return Err(Error::Gpu(format!(
-                            "layer '{}': the GPU engine adds exactly 2 tensors, this Add has {}",
-                            node.name,
-                            node.inputs.len()
-                        )));
-                    }
-                    params.act = act_code(*activation);
-                    (Some(Kernel::Add), vec![], size, size)
-                }
-                Op::AvgPool(w) | Op::MaxPool(w) => {
-                    params.set_window(w);
-                    let k = if matches!(node.op, Op::MaxPool(_)) { Kernel::MaxPool } else { Kernel::AvgPool };
-                    (Some(k), vec![], size, 0)
-                }
-                Op::GlobalAvgPool => (Some(Kernel::GlobalAvgPool), vec![], in_c as u64, 0),
-                Op::Dense { weight, bias, activation } => {
-                    params.act = act_code(*activation);
-                    let b = bias.as_ref().map_or_else(|| vec![0.0; out_c as usize], |b| b.data.clone());
-                    let consts = vec![buffer(&node.name, &weight.data), buffer(&node.name, &b)];
-                    (Some(Kernel::Dense), consts, out_c as u64, 0)
-                }
-            };
-            if let Some(k) = kernel {
-                kernels.get(&ctx.device, k);
-            }
-            steps.push(Step { kernel, params, consts, threads, len });
-        }
-        if let Some(e) = scope.pop().await {
-            return Err(Error::Gpu(format!("building the pipelines failed: {e}")));
-        }
-        let slot_bytes_per_image = graph.nodes.iter().map(|n| n.size() as u64 * 4).max().unwrap_or(4);
+        Self::with_tuning(ctx, graph, Tuning::from_env()?).await
+    }
+
+    pub async fn with_tuning(ctx: GpuContext, graph: Graph, tuning: Tuning) -> Result<Self> {
+        let caps = DeviceCaps { max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size };
+        let alias: Vec<bool> = graph.nodes.iter().map(|n| lower::is_alias(&n.op)).collect();
+        let memory = memory::plan(&graph, &alias);
         let mut engine = GpuEngine {
             ctx,
             graph,
-            kernels,
-            steps,
-            slot_of: vec![],
+            caps,
+            pipelines: Pipelines::default(),
+            steps: vec![],
+            memory,
             slots: vec![],
             slot_capacity: 0,
             plans: vec![],
-            slot_bytes_per_image,
             profile: false,
             last_times: vec![],
         };
-        engine.slot_of = engine.plan_slots();
+        let forced = match tuning {
+            Tuning::Force(v) => Some(v),
+            _ => None,
+        };
+        for id in 0..engine.graph.nodes.len() {
+            let is_conv = matches!(engine.graph.nodes[id].op, Op::Conv2d { .. });
+            // A forced variant applies where it can; other convs keep the default.
+            let variant =
+                forced.filter(|_| is_conv).filter(|&v| lower::lower(&engine.graph, id, Some(v), caps).is_ok());
+            let step = engine.build_step(id, variant).await?;
+            engine.steps.push(step);
+        }
+        if tuning == Tuning::Auto {
+            let choices = tuning::choose(&mut engine).await?;
+            for (id, v) in choices {
+                if engine.variant_of(id) != Some(v) {
+                    engine.steps[id] = engine.build_step(id, Some(v)).await?;
+                }
+            }
+        }
         Ok(engine)
+    }
+
+    /// Lowers node `id` and uploads its constants, building its pipeline.
+    async fn build_step(&mut self, id: NodeId, variant: Option<Variant>) -> Result<Option<Step>> {
+        let lowered = lower::lower(&self.graph, id, variant, self.caps).map_err(|e| Error::Gpu(e.to_string()))?;
+        let Some(lowered) = lowered else { return Ok(None) };
+        let device = &self.ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let name = &self.graph.nodes[id].name;
+        let buffers = lowered
+            .buffers
+            .iter()
+            .map(|b| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(name),
+                    contents: bytemuck::cast_slice(&b.data),
+                    usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
+                })
+            })
+            .collect();
+        self.pipelines.get(device, lowered.variant, &lowered.constants);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!(
+                "layer '{name}': building its {} kernel failed: {e}",
+                lowered.variant.name()
+            )));
+        }
+        Ok(Some(Step { lowered, buffers }))
     }
 
     pub fn context(&self) -> &GpuContext {
@@ -223,18 +146,56 @@ impl GpuEngine {
         &self.graph
     }
 
+    pub(crate) fn caps(&self) -> DeviceCaps {
+        self.caps
+    }
+
+    /// The kernel variant node `id` runs with (`None` for aliases).
+    pub fn variant_of(&self, id: NodeId) -> Option<Variant> {
+        self.steps.get(id)?.as_ref().map(|s| s.lowered.variant)
+    }
+
+    /// Dispatches, activation traffic and kernels per batch.
+    pub fn plan_summary(&self) -> PlanSummary {
+        let mut bytes = 0u64;
+        let mut kernels = Vec::new();
+        for (id, step) in self.steps.iter().enumerate() {
+            let Some(step) = step else { continue };
+            let node = &self.graph.nodes[id];
+            let reads: u64 = step
+                .lowered
+                .bindings
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Role::Activation(j) => Some(self.graph.nodes[*j].size() as u64),
+                    _ => None,
+                })
+                .sum();
+            // The non-residual conv binds its input twice but reads it once.
+            let reads = match &node.op {
+                Op::Conv2d { residual: false, .. } => reads - self.graph.nodes[node.inputs[0]].size() as u64,
+                _ => reads,
+            };
+            bytes += (reads + node.size() as u64) * ACTIVATION_BYTES;
+            kernels.push((node.name.clone(), step.lowered.variant.name()));
+        }
+        PlanSummary { dispatches: kernels.len(), activation_bytes_per_image: bytes, kernels }
+    }
+
     /// The largest batch one submission can hold on this adapter, and the
     /// limit that decides it.
     pub fn max_batch(&self) -> (usize, &'static str) {
         let l = &self.ctx.limits;
-        let by_binding = l.max_storage_buffer_binding_size / self.slot_bytes_per_image;
-        let by_buffer = l.max_buffer_size / self.slot_bytes_per_image;
+        let per_image = self.memory.slot_bytes_per_image;
+        let by_binding = l.max_storage_buffer_binding_size / per_image;
+        let by_buffer = l.max_buffer_size / per_image;
         // Shader indices are u32.
-        let by_index = (u32::MAX as u64) / (self.slot_bytes_per_image / 4).max(1);
+        let by_index = (u32::MAX as u64) / (per_image / ACTIVATION_BYTES).max(1);
         let by_dispatch = {
-            let max_threads = self.steps.iter().map(|s| s.threads).max().unwrap_or(1).max(1);
+            let max_threads =
+                self.steps.iter().flatten().map(|s| s.lowered.invocations_per_image()).max().unwrap_or(1).max(1);
             let wg = l.max_compute_workgroups_per_dimension as u64;
-            wg * wg * WORKGROUP_SIZE as u64 / max_threads
+            wg * wg * super::kernels::WORKGROUP_SIZE as u64 / max_threads
         };
         let candidates = [
             (by_binding, "max_storage_buffer_binding_size"),
@@ -251,51 +212,6 @@ impl GpuEngine {
         self.max_batch().0.min(256)
     }
 
-    /// Assigns every node's output a storage buffer ("slot"), reusing a slot
-    /// once every reader of its value has run. Flatten and linear activations
-    /// share their input's slot.
-    fn plan_slots(&self) -> Vec<usize> {
-        let nodes = &self.graph.nodes;
-        let mut root: Vec<usize> = (0..nodes.len()).collect();
-        for (i, step) in self.steps.iter().enumerate() {
-            if step.kernel.is_none() && !matches!(nodes[i].op, Op::Input) {
-                root[i] = root[nodes[i].inputs[0]];
-            }
-        }
-        let mut last = vec![0usize; nodes.len()];
-        for (i, n) in nodes.iter().enumerate() {
-            last[root[i]] = last[root[i]].max(i);
-            for &j in &n.inputs {
-                last[root[j]] = last[root[j]].max(i);
-            }
-        }
-        last[root[self.graph.output]] = usize::MAX;
-        let mut slot_of = vec![usize::MAX; nodes.len()];
-        let mut free: Vec<usize> = Vec::new();
-        let mut count = 0;
-        for i in 0..nodes.len() {
-            if root[i] != i {
-                slot_of[i] = slot_of[root[i]];
-                continue;
-            }
-            slot_of[i] = free.pop().unwrap_or_else(|| {
-                count += 1;
-                count - 1
-            });
-            // Release values whose last reader is this node (after allocating
-            // its output, so a node never writes a buffer it reads).
-            let mut released: Vec<usize> = nodes[i].inputs.iter().map(|&j| root[j]).filter(|&r| last[r] == i).collect();
-            if last[i] == i {
-                released.push(i); // computed but never read
-            }
-            released.sort_unstable();
-            released.dedup();
-            free.extend(released.into_iter().map(|r| slot_of[r]));
-        }
-        debug_assert_eq!(slot_of.iter().max().map_or(0, |m| m + 1), count);
-        slot_of
-    }
-
     /// Makes sure the activation buffers hold `batch` images and a plan for
     /// `batch` exists; returns its index in `plans`. Buffers grow to the
     /// largest batch seen and are shared by every plan.
@@ -303,12 +219,11 @@ impl GpuEngine {
         if batch > self.slot_capacity {
             self.plans.clear();
             self.slots.clear(); // free the old buffers first
-            let count = self.slot_of.iter().max().map_or(0, |m| m + 1);
-            self.slots = (0..count)
+            self.slots = (0..self.memory.slots)
                 .map(|i| {
                     self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(&format!("activations {i}")),
-                        size: self.slot_bytes_per_image * batch as u64,
+                        size: self.memory.slot_bytes_per_image * batch as u64,
                         usage: wgpu::BufferUsages::STORAGE
                             | wgpu::BufferUsages::COPY_SRC
                             | wgpu::BufferUsages::COPY_DST,
@@ -330,39 +245,42 @@ impl GpuEngine {
     }
 
     fn build_plan(&mut self, batch: usize) -> Plan {
-        let device = &self.ctx.device;
-        let (slots, slot_of) = (&self.slots, &self.slot_of);
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
         let mut dispatches = Vec::new();
-        for (i, step) in self.steps.iter().enumerate() {
-            let Some(kernel) = step.kernel else { continue };
-            let node = &self.graph.nodes[i];
-            let mut params = step.params;
+        for (id, step) in self.steps.iter().enumerate() {
+            let Some(step) = step else { continue };
+            let l = &step.lowered;
+            let mut params = l.params;
             params.n = batch as u32;
-            params.len = (step.len * batch as u64) as u32;
+            params.len = (l.len_per_image * batch as u64) as u32;
+            let device = &self.ctx.device;
+            let name = &self.graph.nodes[id].name;
             let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(&node.name),
+                label: Some(name),
                 contents: bytemuck::bytes_of(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            // Inputs (activation slots) then constants, in binding order; the output last.
-            let mut buffers: Vec<&wgpu::Buffer> = node.inputs.iter().map(|&j| &slots[slot_of[j]]).collect();
-            buffers.extend(step.consts.iter());
-            buffers.push(&slots[slot_of[i]]);
-            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-            for (binding, buffer) in kernel.buffer_bindings().into_iter().zip(buffers) {
-                entries.push(wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() });
-            }
-            let layout = &self.kernels.get(device, kernel).layout;
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&node.name),
+            let slot = |node: NodeId| &self.slots[self.memory.slot_of[node]];
+            let entries: Vec<wgpu::BindGroupEntry> = l
+                .bindings
+                .iter()
+                .map(|&(binding, role)| wgpu::BindGroupEntry {
+                    binding,
+                    resource: match role {
+                        Role::Params => uniform.as_entire_binding(),
+                        Role::Activation(j) => slot(j).as_entire_binding(),
+                        Role::Constant(k) => step.buffers[k].as_entire_binding(),
+                        Role::Output => slot(id).as_entire_binding(),
+                    },
+                })
+                .collect();
+            let layout = &self.pipelines.get(device, l.variant, &l.constants).layout;
+            let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(name),
                 layout,
                 entries: &entries,
             });
-            let groups = (step.threads * batch as u64).div_ceil(WORKGROUP_SIZE as u64).max(1);
-            let workgroups =
-                if groups <= max_dim { (groups as u32, 1) } else { (max_dim as u32, groups.div_ceil(max_dim) as u32) };
-            dispatches.push(Dispatch { node: i, kernel, bind_group, workgroups });
+            dispatches.push(Dispatch { node: id, bind_group, workgroups: l.workgroups(batch as u64, max_dim) });
         }
         Plan { batch, dispatches }
     }
@@ -372,7 +290,8 @@ impl GpuEngine {
     pub async fn run_async(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         let image_len = check_request(&self.graph, input, batch, nodes)?;
         // The read-back buffer must fit too.
-        let readback_per_image: u64 = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4).sum::<u64>().max(4);
+        let readback_per_image: u64 =
+            nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES).sum::<u64>().max(4);
         let chunk = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
         for part in input.chunks(chunk * image_len) {
@@ -387,12 +306,13 @@ impl GpuEngine {
     async fn run_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         let plan_index = self.ensure_plan(batch);
         let plan = &self.plans[plan_index];
-        let (slots, slot_of) = (&self.slots, &self.slot_of);
+        let (slots, slot_of) = (&self.slots, &self.memory.slot_of);
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
         self.ctx.queue.write_buffer(&slots[slot_of[self.graph.input]], 0, bytemuck::cast_slice(input));
-        let sizes: Vec<u64> = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4 * batch as u64).collect();
+        let sizes: Vec<u64> =
+            nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES * batch as u64).collect();
         let mut offsets = Vec::with_capacity(nodes.len());
         let mut total = 0u64;
         for s in &sizes {
@@ -410,34 +330,12 @@ impl GpuEngine {
         let mut copies: HashMap<NodeId, Vec<usize>> = HashMap::new();
         for (k, &n) in nodes.iter().enumerate() {
             let mut producer = n;
-            while self.steps[producer].kernel.is_none() && !matches!(self.graph.nodes[producer].op, Op::Input) {
+            while self.steps[producer].is_none() && !matches!(self.graph.nodes[producer].op, Op::Input) {
                 producer = self.graph.nodes[producer].inputs[0];
             }
             copies.entry(producer).or_default().push(k);
         }
-        let profile = self.profile;
-        let queries = profile.then(|| {
-            let count = 2 * plan.dispatches.len() as u32;
-            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("layer times"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            });
-            let size = count as u64 * 8;
-            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps"),
-                size,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            let read = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps read"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            (set, resolve, read, count)
-        });
+        let timestamps = self.profile.then(|| Timestamps::new(device, plan.dispatches.len()));
 
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("batch") });
         let copy_out = |encoder: &mut wgpu::CommandEncoder, node: NodeId| {
@@ -448,26 +346,22 @@ impl GpuEngine {
         };
         copy_out(&mut encoder, self.graph.input);
         for (d, dispatch) in plan.dispatches.iter().enumerate() {
-            let pipeline = &self.kernels.get(device, dispatch.kernel).pipeline;
-            let timestamp_writes = queries.as_ref().map(|(set, ..)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(2 * d as u32),
-                end_of_pass_write_index: Some(2 * d as u32 + 1),
-            });
+            let l = &self.steps[dispatch.node].as_ref().expect("dispatched nodes have steps").lowered;
+            let pipeline = &self.pipelines.get(device, l.variant, &l.constants).pipeline;
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&self.graph.nodes[dispatch.node].name),
-                    timestamp_writes,
+                    timestamp_writes: timestamps.as_ref().map(|t| t.writes(d)),
                 });
                 pass.set_pipeline(pipeline);
                 pass.set_bind_group(0, &dispatch.bind_group, &[]);
-                pass.dispatch_workgroups(dispatch.workgroups.0, dispatch.workgroups.1, 1);
+                let (x, y, z) = dispatch.workgroups;
+                pass.dispatch_workgroups(x, y, z);
             }
             copy_out(&mut encoder, dispatch.node);
         }
-        if let Some((set, resolve, read, count)) = &queries {
-            encoder.resolve_query_set(set, 0..*count, resolve, 0);
-            encoder.copy_buffer_to_buffer(resolve, 0, read, 0, *count as u64 * 8);
+        if let Some(t) = &timestamps {
+            t.resolve(&mut encoder);
         }
         self.ctx.queue.submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
@@ -482,25 +376,108 @@ impl GpuEngine {
             .map(|(&o, &s)| floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec())
             .collect();
 
-        if let Some((_, _, read, _)) = &queries {
-            let raw = read_buffer(&self.ctx, read).await?;
-            let ticks: &[u64] = bytemuck::cast_slice(&raw);
-            let period = self.ctx.queue.get_timestamp_period() as f64;
+        if let Some(t) = &timestamps {
+            let raw = read_buffer(&self.ctx, &t.read).await?;
+            let ms = Timestamps::millis(&raw, self.ctx.queue.get_timestamp_period());
             self.last_times = plan
                 .dispatches
                 .iter()
-                .enumerate()
-                .map(|(d, dispatch)| {
+                .zip(ms)
+                .map(|(dispatch, ms)| {
                     let node = &self.graph.nodes[dispatch.node];
-                    LayerTime {
-                        node: node.name.clone(),
-                        op: node.op.kind(),
-                        ms: ticks[2 * d + 1].saturating_sub(ticks[2 * d]) as f64 * period / 1e6,
-                    }
+                    LayerTime { node: node.name.clone(), op: node.op.kind(), ms }
                 })
                 .collect();
         }
         Ok(out)
+    }
+
+    /// Times node `id` alone with `variant` on `batch` images (zeros): the
+    /// best of `runs` submissions of `repeats` dispatches each, in ms per
+    /// dispatch. Native only (wall clock around a blocking wait).
+    #[cfg(feature = "native")]
+    pub fn time_variant(&mut self, id: NodeId, variant: Variant, batch: usize) -> Result<f64> {
+        let lowered = lower::lower(&self.graph, id, Some(variant), self.caps).map_err(|e| Error::Gpu(e.to_string()))?;
+        let Some(l) = lowered else { return Ok(0.0) };
+        let device = &self.ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let storage = |bytes: u64| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("tuning"),
+                size: bytes.max(16),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let activation = |j: NodeId| storage(self.graph.nodes[j].size() as u64 * ACTIVATION_BYTES * batch as u64);
+        let mut params = l.params;
+        params.n = batch as u32;
+        params.len = (l.len_per_image * batch as u64) as u32;
+        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("tuning params"),
+            contents: bytemuck::bytes_of(&params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let buffers: Vec<wgpu::Buffer> = l
+            .buffers
+            .iter()
+            .map(|b| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("tuning constants"),
+                    contents: bytemuck::cast_slice(&b.data),
+                    usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
+                })
+            })
+            .collect();
+        let output = activation(id);
+        let inputs: HashMap<NodeId, wgpu::Buffer> = l
+            .bindings
+            .iter()
+            .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
+            .map(|j| (j, activation(j)))
+            .collect();
+        let entries: Vec<wgpu::BindGroupEntry> = l
+            .bindings
+            .iter()
+            .map(|&(binding, role)| wgpu::BindGroupEntry {
+                binding,
+                resource: match role {
+                    Role::Params => uniform.as_entire_binding(),
+                    Role::Activation(j) => inputs[&j].as_entire_binding(),
+                    Role::Constant(k) => buffers[k].as_entire_binding(),
+                    Role::Output => output.as_entire_binding(),
+                },
+            })
+            .collect();
+        let pipeline = self.pipelines.get(device, l.variant, &l.constants);
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("tuning"),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
+        let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
+        const REPEATS: usize = 2;
+        let submit = || -> Result<f64> {
+            let start = std::time::Instant::now();
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tuning") });
+            for _ in 0..REPEATS {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                pass.set_pipeline(&pipeline.pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+            device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+            Ok(start.elapsed().as_secs_f64() * 1e3 / REPEATS as f64)
+        };
+        submit()?; // warm-up: the driver may compile lazily
+        let best = (0..3).map(|_| submit()).collect::<Result<Vec<f64>>>()?.into_iter().fold(f64::MAX, f64::min);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("timing {}: {e}", variant.name())));
+        }
+        Ok(best)
     }
 }
 
@@ -540,5 +517,28 @@ impl crate::engine::Engine for GpuEngine {
 
     fn layer_times(&self) -> Vec<LayerTime> {
         self.last_times.clone()
+    }
+
+    fn plan_summary(&self) -> Option<PlanSummary> {
+        Some(GpuEngine::plan_summary(self))
+    }
+
+    fn variant_times(&mut self, batch: usize) -> Result<Vec<crate::engine::VariantTimes>> {
+        let mut out = Vec::new();
+        for id in 0..self.graph.nodes.len() {
+            if !matches!(self.graph.nodes[id].op, Op::Conv2d { .. }) {
+                continue;
+            }
+            let mut variants = Vec::new();
+            for r in lower::conv_variants(&self.graph, id, self.caps) {
+                match r {
+                    Ok(v) => variants.push((v.name().to_string(), Ok(self.time_variant(id, v, batch)?))),
+                    Err(d) => variants.push((d.variant.to_string(), Err(d.why))),
+                }
+            }
+            let chosen = self.variant_of(id).map_or("-", |v| v.name()).to_string();
+            out.push(crate::engine::VariantTimes { node: self.graph.nodes[id].name.clone(), chosen, variants });
+        }
+        Ok(out)
     }
 }

@@ -2,10 +2,15 @@
 //! any adapter wgpu offers (Vulkan, Metal, DX12, GL, and WebGPU in a browser).
 
 mod engine;
-mod kernels;
+pub mod kernels;
+pub mod lower;
+mod memory;
+mod profile;
+pub mod tuning;
 
-pub use engine::GpuEngine;
-pub use kernels::{shader_source, Kernel, SHADER_COMMON, SHADER_SOURCES};
+pub use engine::{GpuEngine, PlanSummary};
+pub use kernels::{Variant, SHADER_COMMON, SHADER_SOURCES};
+pub use tuning::Tuning;
 
 use serde::Serialize;
 

@@ -1,0 +1,134 @@
+// Conv2D, NHWC, specialised per layer: every shape is a pipeline-overridable
+// constant, so the loops over taps and channels have constant trip counts and
+// the compiler can unroll them and fold the index arithmetic. Inputs and
+// outputs are read and written as vec4 over channels (IN_C and OUT_C are
+// multiples of 4; the lowering declines other layers). Epilogue: bias (BN
+// folded in), the residual input when RESIDUAL, then ReLU when RELU.
+//
+// Invocation (x, y): PX = 4 neighbouring output pixels (a..d) of one row for
+// the output-channel block y (CB = 16 channels, vec4 accumulators a0..d3).
+// The block comes from the workgroup id, so every invocation of a workgroup
+// reads the same weights. Weights are (KH, KW, IN_C, OUT_C rounded up to CB),
+// read through `weight(i)`, which the weight-storage part prepended to this
+// file defines (a storage buffer, or a uniform buffer where that is faster).
+
+override IN_H: u32;
+override IN_W: u32;
+override IN_C: u32;
+override OUT_H: u32;
+override OUT_W: u32;
+override OUT_C: u32;
+override KH: u32;
+override KW: u32;
+override SH: u32;
+override SW: u32;
+override PAD_TOP: u32;
+override PAD_LEFT: u32;
+override RELU: bool;
+override RESIDUAL: bool;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst: array<vec4<f32>>;
+// The block's other input when RESIDUAL (else the input again, unread).
+@group(0) @binding(5) var<storage, read> residual: array<vec4<f32>>;
+
+// Input vec4 `c4` of pixel `pixel`, or zeros for a tap outside the input.
+fn input4(pixel: u32, c4: u32, inside: bool) -> vec4<f32> {
+    let x = src[select(0u, pixel * (IN_C / 4u) + c4, inside)];
+    return select(vec4<f32>(0.0), x, inside);
+}
+
+fn finish(index: u32, c: u32, acc: vec4<f32>) {
+    if (c >= OUT_C) {
+        return;
+    }
+    var y = acc;
+    if (RESIDUAL) {
+        y += residual[index];
+    }
+    if (RELU) {
+        y = max(y, vec4<f32>(0.0));
+    }
+    dst[index] = y;
+}
+
+@compute @workgroup_size(WG)
+fn conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let runs = (OUT_W + PX - 1u) / PX;
+    let i = flat_index(gid, nwg);
+    if (i >= p.n * OUT_H * runs) {
+        return;
+    }
+    let ox = (i % runs) * PX;
+    let oy = (i / runs) % OUT_H;
+    let n = i / (runs * OUT_H);
+    let block = wid.y;
+    let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u); // vec4s per weight row
+    let b = block * (CB / 4u);
+
+    var a0 = bias[b];
+    var a1 = bias[b + 1u];
+    var a2 = bias[b + 2u];
+    var a3 = bias[b + 3u];
+    var b0 = a0; var b1 = a1; var b2 = a2; var b3 = a3;
+    var c0 = a0; var c1 = a1; var c2 = a2; var c3 = a3;
+    var d0 = a0; var d1 = a1; var d2 = a2; var d3 = a3;
+    for (var ky = 0u; ky < KH; ky++) {
+        let iy = i32(oy * SH + ky) - i32(PAD_TOP);
+        if (iy < 0 || iy >= i32(IN_H)) {
+            continue;
+        }
+        let row = (n * IN_H + u32(iy)) * IN_W;
+        for (var kx = 0u; kx < KW; kx++) {
+            let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
+            let s = i32(SW);
+            // A pixel whose tap falls outside the input (or past OUT_W) reads zeros.
+            let ia = ix >= 0 && ix < i32(IN_W);
+            let ib = ix + s >= 0 && ix + s < i32(IN_W) && ox + 1u < OUT_W;
+            let ic = ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
+            let id = ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
+            // Pixel indices; one outside the input is never read (`input4`).
+            let pa = row + u32(ix);
+            let pb = row + u32(ix + s);
+            let pc = row + u32(ix + 2 * s);
+            let pd = row + u32(ix + 3 * s);
+            var w = (ky * KW + kx) * IN_C * o4 + b;
+            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                let xa = input4(pa, c4, ia);
+                let xb = input4(pb, c4, ib);
+                let xc = input4(pc, c4, ic);
+                let xd = input4(pd, c4, id);
+                for (var j = 0u; j < 4u; j++) {
+                    let w0 = weight(w);
+                    let w1 = weight(w + 1u);
+                    let w2 = weight(w + 2u);
+                    let w3 = weight(w + 3u);
+                    a0 += xa[j] * w0; a1 += xa[j] * w1; a2 += xa[j] * w2; a3 += xa[j] * w3;
+                    b0 += xb[j] * w0; b1 += xb[j] * w1; b2 += xb[j] * w2; b3 += xb[j] * w3;
+                    c0 += xc[j] * w0; c1 += xc[j] * w1; c2 += xc[j] * w2; c3 += xc[j] * w3;
+                    d0 += xd[j] * w0; d1 += xd[j] * w1; d2 += xd[j] * w2; d3 += xd[j] * w3;
+                    w += o4;
+                }
+            }
+        }
+    }
+    let out4 = OUT_C / 4u;
+    let c = block * CB;
+    let base = ((n * OUT_H + oy) * OUT_W + ox) * out4 + b;
+    finish(base, c, a0); finish(base + 1u, c + 4u, a1); finish(base + 2u, c + 8u, a2); finish(base + 3u, c + 12u, a3);
+    if (ox + 1u < OUT_W) {
+        let o = base + out4;
+        finish(o, c, b0); finish(o + 1u, c + 4u, b1); finish(o + 2u, c + 8u, b2); finish(o + 3u, c + 12u, b3);
+    }
+    if (ox + 2u < OUT_W) {
+        let o = base + 2u * out4;
+        finish(o, c, c0); finish(o + 1u, c + 4u, c1); finish(o + 2u, c + 8u, c2); finish(o + 3u, c + 12u, c3);
+    }
+    if (ox + 3u < OUT_W) {
+        let o = base + 3u * out4;
+        finish(o, c, d0); finish(o + 1u, c + 4u, d1); finish(o + 2u, c + 8u, d2); finish(o + 3u, c + 12u, d3);
+    }
+}

@@ -1,0 +1,454 @@
+//! Lowering: per graph node, the one place that decides how it runs on the
+//! GPU: the kernel variant, its bindings by role, its override constants,
+//! its dispatch shape and its packed constant buffers; or a typed refusal
+//! naming the node and why.
+
+use super::kernels::{
+    Constants, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
+};
+use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
+
+/// The 16-word parameter block of `shaders/common.wgsl` (same layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    pub n: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub in_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub out_c: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride_h: u32,
+    pub stride_w: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub act: u32,
+    /// Elements (element-wise kernels) or rows (softmax) in the whole batch.
+    pub len: u32,
+    pub residual: u32,
+}
+
+impl Params {
+    /// Kernel size, strides and the padding before (the padding after is
+    /// implied: taps past the input are skipped).
+    fn set_window(&mut self, w: &Window) {
+        [self.k_h, self.k_w] = w.kernel.map(|k| k as u32);
+        [self.stride_h, self.stride_w] = w.strides.map(|s| s as u32);
+        self.pad_top = w.pads.top as u32;
+        self.pad_left = w.pads.left as u32;
+    }
+}
+
+/// What a binding holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The parameter block.
+    Params,
+    /// The output of a node (an activation buffer).
+    Activation(NodeId),
+    /// The lowered node's constant buffer with this index.
+    Constant(usize),
+    /// The node's own output.
+    Output,
+}
+
+/// A constant buffer: packed weights, bias or scale.
+pub struct ConstantBuffer {
+    pub data: Vec<f32>,
+    /// Bound as a uniform buffer (else storage).
+    pub uniform: bool,
+}
+
+/// How many workgroups a dispatch needs for a batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Grid {
+    /// `per_image × batch` invocations along x, `y` workgroups along y.
+    Invocations { per_image: u64, y: u32 },
+    /// One workgroup per image.
+    WorkgroupPerImage,
+}
+
+/// How one node runs.
+pub struct Lowered {
+    pub variant: Variant,
+    pub constants: Constants,
+    /// The parameter block; `n` and `len` (times the batch) are set per batch.
+    pub params: Params,
+    /// `params.len` per image.
+    pub len_per_image: u64,
+    pub bindings: Vec<(u32, Role)>,
+    pub buffers: Vec<ConstantBuffer>,
+    pub grid: Grid,
+}
+
+/// Why a node cannot run with a variant, or at all.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("layer '{node}' ({op}): {variant} {why}")]
+pub struct Declined {
+    pub node: String,
+    pub op: String,
+    pub variant: &'static str,
+    pub why: String,
+}
+
+/// What the lowering needs to know about the device.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceCaps {
+    pub max_uniform_buffer_binding_size: u64,
+}
+
+fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::Relu => 1,
+        Activation::Softmax => 2,
+        Activation::Linear => 0,
+    }
+}
+
+/// `[h, w, c]` of a shape; vectors are `1 × 1 × n`.
+fn hwc(shape: &[usize]) -> [u32; 3] {
+    match *shape {
+        [h, w, c] => [h as u32, w as u32, c as u32],
+        _ => [1, 1, shape.iter().product::<usize>() as u32],
+    }
+}
+
+/// Nodes that need no kernel: their output is their input's buffer.
+pub fn is_alias(op: &Op) -> bool {
+    matches!(op, Op::Input | Op::Flatten | Op::Activation(Activation::Linear))
+}
+
+/// The conv variants that can run node `id`, best default first, each with
+/// its refusal where it cannot.
+pub fn conv_variants(graph: &Graph, id: NodeId, caps: DeviceCaps) -> Vec<Result<Variant, Declined>> {
+    Variant::CONV.iter().map(|&v| lower(graph, id, Some(v), caps).map(|l| l.map_or(v, |l| l.variant))).collect()
+}
+
+/// Lowers node `id` with `variant` (a conv variant for a conv node; `None`
+/// takes the default: the first conv variant that accepts it). `Ok(None)`
+/// for nodes that need no kernel.
+pub fn lower(
+    graph: &Graph,
+    id: NodeId,
+    variant: Option<Variant>,
+    caps: DeviceCaps,
+) -> Result<Option<Lowered>, Declined> {
+    let node = &graph.nodes[id];
+    let decline = |variant: Variant, why: String| Declined {
+        node: node.name.clone(),
+        op: node.op.kind(),
+        variant: variant.name(),
+        why,
+    };
+    if is_alias(&node.op) {
+        return Ok(None);
+    }
+    let input = node.inputs[0];
+    let [in_h, in_w, in_c] = hwc(&graph.nodes[input].shape);
+    let [out_h, out_w, out_c] = hwc(&node.shape);
+    let size = node.size() as u64;
+    let mut params = Params { in_h, in_w, in_c, out_h, out_w, out_c, ..Default::default() };
+    let unary = vec![(0, Role::Params), (1, Role::Activation(input)), (4, Role::Output)];
+    let threads = |per_image: u64| Grid::Invocations { per_image, y: 1 };
+    let lowered = match &node.op {
+        Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => unreachable!("aliases return above"),
+        Op::Conv2d { window, weight, bias, activation, residual } => {
+            if let Some(v) = variant.filter(|v| !Variant::CONV.contains(v)) {
+                return Err(decline(v, "is not a conv kernel".into()));
+            }
+            let skip = if *residual { node.inputs[1] } else { input };
+            let bindings = vec![
+                (0, Role::Params),
+                (1, Role::Activation(input)),
+                (2, Role::Constant(0)),
+                (3, Role::Constant(1)),
+                (4, Role::Output),
+                (5, Role::Activation(skip)),
+            ];
+            // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to the channel block).
+            let cout = out_c as usize;
+            let block = CONV_CHANNEL_BLOCK as usize;
+            let cout_padded = cout.div_ceil(block) * block;
+            let mut w = vec![0.0f32; weight.len() / cout * cout_padded];
+            for (row, src) in w.chunks_mut(cout_padded).zip(weight.data.chunks(cout)) {
+                row[..cout].copy_from_slice(src);
+            }
+            let mut b = vec![0.0f32; cout_padded];
+            if let Some(bias) = bias {
+                b[..cout].copy_from_slice(&bias.data);
+            }
+            let blocks = (cout_padded / block) as u32;
+            let runs = out_w.div_ceil(CONV_PIXEL_RUN) as u64;
+            let specialised = |v: Variant| -> Result<(), Declined> {
+                if in_c % 4 != 0 || out_c % 4 != 0 {
+                    return Err(decline(
+                        v,
+                        format!("needs channel counts that are multiples of 4, not {in_c} → {out_c}"),
+                    ));
+                }
+                Ok(())
+            };
+            let chosen = match variant {
+                Some(v) => v,
+                None => {
+                    if specialised(Variant::ConvDirect).is_ok() {
+                        Variant::ConvDirect
+                    } else {
+                        Variant::ConvGeneric
+                    }
+                }
+            };
+            params.set_window(window);
+            params.act = act_code(*activation);
+            params.residual = *residual as u32;
+            let mut constants = Constants::new();
+            let mut uniform = false;
+            match chosen {
+                Variant::ConvGeneric => {}
+                Variant::ConvDirect | Variant::ConvUniform => {
+                    specialised(chosen)?;
+                    if chosen == Variant::ConvUniform {
+                        let bytes = w.len() as u64 * 4;
+                        let limit = (UNIFORM_WEIGHTS as u64 * 16).min(caps.max_uniform_buffer_binding_size);
+                        if bytes > limit {
+                            return Err(decline(
+                                chosen,
+                                format!(
+                                    "needs its {} KiB of weights in one uniform buffer of at most {} KiB",
+                                    bytes / 1024,
+                                    limit / 1024
+                                ),
+                            ));
+                        }
+                        if caps.max_uniform_buffer_binding_size < UNIFORM_WEIGHTS as u64 * 16 {
+                            return Err(decline(chosen, "needs a 64 KiB uniform buffer binding".into()));
+                        }
+                        w.resize(UNIFORM_WEIGHTS as usize * 4, 0.0);
+                        uniform = true;
+                    }
+                    constants = vec![
+                        ("IN_H", in_h as f64),
+                        ("IN_W", in_w as f64),
+                        ("IN_C", in_c as f64),
+                        ("OUT_H", out_h as f64),
+                        ("OUT_W", out_w as f64),
+                        ("OUT_C", out_c as f64),
+                        ("KH", params.k_h as f64),
+                        ("KW", params.k_w as f64),
+                        ("SH", params.stride_h as f64),
+                        ("SW", params.stride_w as f64),
+                        ("PAD_TOP", params.pad_top as f64),
+                        ("PAD_LEFT", params.pad_left as f64),
+                        ("RELU", (*activation == Activation::Relu) as u32 as f64),
+                        ("RESIDUAL", *residual as u32 as f64),
+                    ];
+                }
+                _ => unreachable!("checked above"),
+            }
+            let grid = match chosen {
+                // The generic kernel walks the channel blocks in its flat index.
+                Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
+                _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
+            };
+            Lowered {
+                variant: chosen,
+                constants,
+                params,
+                len_per_image: 0,
+                bindings,
+                buffers: vec![ConstantBuffer { data: w, uniform }, ConstantBuffer { data: b, uniform: false }],
+                grid,
+            }
+        }
+        Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
+            let (scale, offset) = batch_norm_affine(*epsilon, gamma.as_ref(), beta.as_ref(), mean, variance);
+            let mut bindings = unary;
+            bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
+            Lowered {
+                variant: Variant::BatchNorm,
+                constants: vec![],
+                params,
+                len_per_image: size,
+                bindings,
+                buffers: vec![
+                    ConstantBuffer { data: scale, uniform: false },
+                    ConstantBuffer { data: offset, uniform: false },
+                ],
+                grid: threads(size),
+            }
+        }
+        Op::Activation(a) => {
+            let variant = if *a == Activation::Relu { Variant::Relu } else { Variant::Softmax };
+            let len = if *a == Activation::Relu { size } else { size / out_c as u64 };
+            Lowered {
+                variant,
+                constants: vec![],
+                params,
+                len_per_image: len,
+                bindings: unary,
+                buffers: vec![],
+                grid: threads(len),
+            }
+        }
+        Op::Add { activation } => {
+            if node.inputs.len() != 2 {
+                return Err(decline(
+                    Variant::Add,
+                    format!("adds exactly 2 tensors, this Add has {}", node.inputs.len()),
+                ));
+            }
+            params.act = act_code(*activation);
+            Lowered {
+                variant: Variant::Add,
+                constants: vec![],
+                params,
+                len_per_image: size,
+                bindings: vec![
+                    (0, Role::Params),
+                    (1, Role::Activation(input)),
+                    (2, Role::Activation(node.inputs[1])),
+                    (4, Role::Output),
+                ],
+                buffers: vec![],
+                grid: threads(size),
+            }
+        }
+        Op::AvgPool(w) | Op::MaxPool(w) => {
+            params.set_window(w);
+            let variant = if matches!(node.op, Op::MaxPool(_)) { Variant::MaxPool } else { Variant::AvgPool };
+            Lowered {
+                variant,
+                constants: vec![],
+                params,
+                len_per_image: 0,
+                bindings: unary,
+                buffers: vec![],
+                grid: threads(size),
+            }
+        }
+        Op::GlobalAvgPool => Lowered {
+            variant: Variant::GlobalAvgPool,
+            constants: vec![],
+            params,
+            len_per_image: 0,
+            bindings: unary,
+            buffers: vec![],
+            grid: threads(in_c as u64),
+        },
+        Op::Dense { weight, bias, activation } | Op::PoolDense { weight, bias, activation } => {
+            let pooled = matches!(node.op, Op::PoolDense { .. });
+            let b = bias.as_ref().map_or_else(|| vec![0.0; out_c as usize], |b| b.data.clone());
+            let mut bindings = unary;
+            bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
+            let buffers = vec![
+                ConstantBuffer { data: weight.data.clone(), uniform: false },
+                ConstantBuffer { data: b, uniform: false },
+            ];
+            if pooled {
+                if in_c > HEAD_MAX || out_c > HEAD_MAX {
+                    return Err(decline(
+                        Variant::Head,
+                        format!("holds at most {HEAD_MAX} channels and classes, not {in_c} and {out_c}"),
+                    ));
+                }
+                Lowered {
+                    variant: Variant::Head,
+                    constants: vec![
+                        ("PIXELS", (in_h * in_w) as f64),
+                        ("IN_C", in_c as f64),
+                        ("OUT_C", out_c as f64),
+                        ("ACT", act_code(*activation) as f64),
+                    ],
+                    params,
+                    len_per_image: 0,
+                    bindings,
+                    buffers,
+                    grid: Grid::WorkgroupPerImage,
+                }
+            } else {
+                if *activation == Activation::Softmax {
+                    return Err(decline(Variant::Dense, "applies linear or ReLU; softmax is its own node".into()));
+                }
+                params.act = act_code(*activation);
+                Lowered {
+                    variant: Variant::Dense,
+                    constants: vec![],
+                    params,
+                    len_per_image: 0,
+                    bindings,
+                    buffers,
+                    grid: threads(out_c as u64),
+                }
+            }
+        }
+    };
+    Ok(Some(lowered))
+}
+
+impl Lowered {
+    /// Workgroups (x, y, z) for `batch` images: x up to `max_dim`, the rest
+    /// spilling into z (see `flat_index` in `shaders/common.wgsl`).
+    pub fn workgroups(&self, batch: u64, max_dim: u64) -> (u32, u32, u32) {
+        let (groups, y) = match self.grid {
+            Grid::Invocations { per_image, y } => ((per_image * batch).div_ceil(WORKGROUP_SIZE as u64).max(1), y),
+            Grid::WorkgroupPerImage => (batch.max(1), 1),
+        };
+        if groups <= max_dim {
+            (groups as u32, y, 1)
+        } else {
+            (max_dim as u32, y, groups.div_ceil(max_dim) as u32)
+        }
+    }
+
+    /// Invocations along x per image (for the dispatch-size limit).
+    pub fn invocations_per_image(&self) -> u64 {
+        match self.grid {
+            Grid::Invocations { per_image, .. } => per_image,
+            Grid::WorkgroupPerImage => WORKGROUP_SIZE as u64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::tests::tiny_resnet;
+
+    const CAPS: DeviceCaps = DeviceCaps { max_uniform_buffer_binding_size: 65536 };
+
+    #[test]
+    fn convs_choose_a_variant_or_say_why_not() {
+        let g = crate::passes::optimize(&tiny_resnet());
+        // conv_a reads the 2-channel input: only the generic conv takes it.
+        let a = g.find("relu_a").unwrap();
+        let v = conv_variants(&g, a, CAPS);
+        assert!(v[0].as_ref().unwrap_err().to_string().contains("multiples of 4"), "{:?}", v[0]);
+        assert_eq!(v[2].as_ref().unwrap(), &Variant::ConvGeneric);
+        assert_eq!(lower(&g, a, None, CAPS).unwrap().unwrap().variant, Variant::ConvGeneric);
+        // The fused block conv takes every variant, the skip bound at 5.
+        let b = g.find("relu_out").unwrap();
+        assert!(conv_variants(&g, b, CAPS).iter().all(|r| r.is_ok()));
+        let l = lower(&g, b, None, CAPS).unwrap().unwrap();
+        assert_eq!(l.variant, Variant::ConvDirect);
+        assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
+        assert!(l.constants.contains(&("RESIDUAL", 1.0)));
+        // A small uniform limit refuses the uniform-weights variant.
+        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384 };
+        let err = lower(&g, b, Some(Variant::ConvUniform), small).err().unwrap();
+        assert!(err.to_string().contains("relu_out"), "{err}");
+        // Not a conv kernel for a conv.
+        assert!(lower(&g, b, Some(Variant::Add), CAPS).is_err());
+    }
+
+    #[test]
+    fn dispatch_spills_into_z() {
+        let g = crate::passes::optimize(&tiny_resnet());
+        let l = lower(&g, g.output, None, CAPS).unwrap().unwrap();
+        assert_eq!(l.variant, Variant::Head);
+        assert_eq!(l.workgroups(100, 65535), (100, 1, 1));
+        assert_eq!(l.workgroups(100_000, 65535), (65535, 1, 2));
+    }
+}

@@ -1,0 +1,183 @@
+//! Choosing conv kernel variants per adapter: at first use the engine times
+//! every variant that accepts each conv on a small batch and keeps the
+//! fastest; the choice is cached per adapter, driver and model shape in the
+//! user's cache directory, so later runs reuse it without timing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::kernels::Variant;
+use super::lower;
+use super::GpuEngine;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Op};
+
+/// How the engine picks conv variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tuning {
+    /// The fixed default per layer (the specialised conv where it applies).
+    Default,
+    /// Timed per adapter and cached (native builds; the browser uses the default).
+    Auto,
+    /// This variant wherever it accepts the layer (for tests and comparisons).
+    Force(Variant),
+}
+
+/// The environment variable that sets the tuning: `auto` (the default on
+/// native builds), `off`, or a variant name (`conv_direct`, …).
+pub const TUNE_ENV: &str = "RESNET8_TUNE";
+
+impl Tuning {
+    pub fn from_env() -> Result<Tuning> {
+        match std::env::var(TUNE_ENV) {
+            Ok(v) => Tuning::parse(&v),
+            Err(_) if cfg!(feature = "native") => Ok(Tuning::Auto),
+            Err(_) => Ok(Tuning::Default),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Tuning> {
+        match text {
+            "auto" => Ok(Tuning::Auto),
+            "off" | "default" => Ok(Tuning::Default),
+            _ => match Variant::from_name(text).filter(|v| Variant::CONV.contains(v)) {
+                Some(v) => Ok(Tuning::Force(v)),
+                None => Err(Error::Input(format!(
+                    "{TUNE_ENV}={text:?}: expected auto, off or a conv variant ({})",
+                    Variant::CONV.map(|v| v.name()).join(", ")
+                ))),
+            },
+        }
+    }
+}
+
+/// The tuning cache file: choices per (adapter, driver, model shape).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Cache {
+    /// Key → (node name → variant name).
+    pub entries: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// `$RESNET8_CACHE_DIR`, else `$XDG_CACHE_HOME/resnet8`, else `~/.cache/resnet8`.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    if let Some(d) = std::env::var_os("RESNET8_CACHE_DIR") {
+        return Some(d.into());
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Some(std::path::PathBuf::from(d).join("resnet8"));
+    }
+    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache").join("resnet8"))
+}
+
+pub fn cache_path() -> Option<std::path::PathBuf> {
+    cache_dir().map(|d| d.join("kernel-variants.json"))
+}
+
+impl Cache {
+    pub fn load() -> Cache {
+        cache_path()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the cache atomically (a temporary file renamed into place), so
+    /// concurrent runs never see half a file. Failing to write only costs a
+    /// re-timing later, so errors are returned for the caller to report.
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = cache_path() else { return Ok(()) };
+        let dir = path.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".kernel-variants.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("plain data"))?;
+        std::fs::rename(&tmp, &path)
+    }
+
+    /// The cached choices for an adapter, as (node name, variant name), any model.
+    pub fn for_adapter(&self, adapter_key: &str) -> Vec<(String, &BTreeMap<String, String>)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| k.starts_with(adapter_key))
+            .map(|(k, v)| (k[adapter_key.len()..].trim_start_matches('|').to_string(), v))
+            .collect()
+    }
+}
+
+/// "name|backend|driver|driver info" of the engine's adapter.
+pub fn adapter_key(a: &super::AdapterSummary) -> String {
+    format!("{}|{}|{}|{}", a.name, a.backend, a.driver, a.driver_info)
+}
+
+/// A stable fingerprint of what decides kernel speed: every node's op and shapes.
+pub fn model_key(graph: &Graph) -> String {
+    // FNV-1a: stable across runs and Rust versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for n in &graph.nodes {
+        let text = format!("{}|{}|{:?}|{:?};", n.name, n.op.kind(), n.shape, n.inputs);
+        for b in text.bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("model {} {:016x}", graph.name, h)
+}
+
+/// Conv nodes with more than one variant to choose from.
+fn contested(engine: &GpuEngine) -> Vec<(NodeId, Vec<Variant>)> {
+    let graph = engine.graph();
+    (0..graph.nodes.len())
+        .filter(|&id| matches!(graph.nodes[id].op, Op::Conv2d { .. }))
+        .map(|id| {
+            let ok: Vec<Variant> =
+                lower::conv_variants(graph, id, engine.caps()).into_iter().filter_map(|r| r.ok()).collect();
+            (id, ok)
+        })
+        .filter(|(_, ok)| ok.len() > 1)
+        .collect()
+}
+
+/// The images each variant is timed on: enough to fill a CPU driver's
+/// threads, few enough to take milliseconds.
+pub const TUNING_BATCH: usize = 32;
+
+/// The cached or newly timed choice for every contested conv of `engine`.
+pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Variant)>> {
+    let key = format!("{}|{}", adapter_key(&engine.context().adapter), model_key(engine.graph()));
+    let mut cache = Cache::load();
+    if let Some(saved) = cache.entries.get(&key) {
+        let graph = engine.graph();
+        let choices: Option<Vec<(NodeId, Variant)>> =
+            saved.iter().map(|(name, v)| Some((graph.find(name)?, Variant::from_name(v)?))).collect();
+        if let Some(c) = choices {
+            return Ok(c);
+        }
+    }
+    #[cfg(feature = "native")]
+    {
+        let batch = TUNING_BATCH.min(engine.max_batch().0);
+        let mut chosen = Vec::new();
+        for (id, variants) in contested(engine) {
+            let mut best: Option<(f64, Variant)> = None;
+            for v in variants {
+                let ms = engine.time_variant(id, v, batch)?;
+                if best.is_none_or(|(b, _)| ms < b) {
+                    best = Some((ms, v));
+                }
+            }
+            chosen.push((id, best.expect("contested nodes have variants").1));
+        }
+        let graph = engine.graph();
+        cache
+            .entries
+            .insert(key, chosen.iter().map(|&(id, v)| (graph.nodes[id].name.clone(), v.name().to_string())).collect());
+        if let Err(e) = cache.save() {
+            eprintln!("warning: cannot save the kernel choice to {:?}: {e}", cache_path());
+        }
+        Ok(chosen)
+    }
+    #[cfg(not(feature = "native"))]
+    {
+        let _ = contested;
+        Ok(Vec::new())
+    }
+}
