@@ -117,17 +117,7 @@ impl GpuEngine {
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let name = &self.graph.nodes[id].name;
-        let buffers = lowered
-            .buffers
-            .iter()
-            .map(|b| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(name),
-                    contents: bytemuck::cast_slice(&b.data),
-                    usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
-                })
-            })
-            .collect();
+        let buffers = upload_constants(device, &lowered, name);
         self.pipelines.get(device, lowered.variant, &lowered.constants);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!(
@@ -250,36 +240,12 @@ impl GpuEngine {
         for (id, step) in self.steps.iter().enumerate() {
             let Some(step) = step else { continue };
             let l = &step.lowered;
-            let mut params = l.params;
-            params.n = batch as u32;
-            params.len = (l.len_per_image * batch as u64) as u32;
             let device = &self.ctx.device;
             let name = &self.graph.nodes[id].name;
-            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(name),
-                contents: bytemuck::bytes_of(&params),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
             let slot = |node: NodeId| &self.slots[self.memory.slot_of[node]];
-            let entries: Vec<wgpu::BindGroupEntry> = l
-                .bindings
-                .iter()
-                .map(|&(binding, role)| wgpu::BindGroupEntry {
-                    binding,
-                    resource: match role {
-                        Role::Params => uniform.as_entire_binding(),
-                        Role::Activation(j) => slot(j).as_entire_binding(),
-                        Role::Constant(k) => step.buffers[k].as_entire_binding(),
-                        Role::Output => slot(id).as_entire_binding(),
-                    },
-                })
-                .collect();
             let layout = &self.pipelines.get(device, l.variant, &l.constants).layout;
-            let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(name),
-                layout,
-                entries: &entries,
-            });
+            let buffers = Buffers { activation: &slot, constants: &step.buffers, output: slot(id) };
+            let bind_group = bind_group(device, layout, l, batch, name, buffers);
             dispatches.push(Dispatch { node: id, bind_group, workgroups: l.workgroups(batch as u64, max_dim) });
         }
         Plan { batch, dispatches }
@@ -410,25 +376,7 @@ impl GpuEngine {
             })
         };
         let activation = |j: NodeId| storage(self.graph.nodes[j].size() as u64 * ACTIVATION_BYTES * batch as u64);
-        let mut params = l.params;
-        params.n = batch as u32;
-        params.len = (l.len_per_image * batch as u64) as u32;
-        let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("tuning params"),
-            contents: bytemuck::bytes_of(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let buffers: Vec<wgpu::Buffer> = l
-            .buffers
-            .iter()
-            .map(|b| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("tuning constants"),
-                    contents: bytemuck::cast_slice(&b.data),
-                    usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
-                })
-            })
-            .collect();
+        let constants = upload_constants(device, &l, "tuning");
         let output = activation(id);
         let inputs: HashMap<NodeId, wgpu::Buffer> = l
             .bindings
@@ -436,25 +384,9 @@ impl GpuEngine {
             .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
             .map(|j| (j, activation(j)))
             .collect();
-        let entries: Vec<wgpu::BindGroupEntry> = l
-            .bindings
-            .iter()
-            .map(|&(binding, role)| wgpu::BindGroupEntry {
-                binding,
-                resource: match role {
-                    Role::Params => uniform.as_entire_binding(),
-                    Role::Activation(j) => inputs[&j].as_entire_binding(),
-                    Role::Constant(k) => buffers[k].as_entire_binding(),
-                    Role::Output => output.as_entire_binding(),
-                },
-            })
-            .collect();
         let pipeline = self.pipelines.get(device, l.variant, &l.constants);
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("tuning"),
-            layout: &pipeline.layout,
-            entries: &entries,
-        });
+        let buffers = Buffers { activation: &|j| &inputs[&j], constants: &constants, output: &output };
+        let bind_group = bind_group(device, &pipeline.layout, &l, batch, "tuning", buffers);
         let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
         const REPEATS: usize = 2;
         let submit = || -> Result<f64> {
@@ -479,6 +411,61 @@ impl GpuEngine {
         }
         Ok(best)
     }
+}
+
+/// Uploads a lowered node's constant buffers (weights, bias, scales).
+fn upload_constants(device: &wgpu::Device, l: &Lowered, label: &str) -> Vec<wgpu::Buffer> {
+    l.buffers
+        .iter()
+        .map(|b| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(&b.data),
+                usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
+            })
+        })
+        .collect()
+}
+
+/// The buffers a lowered node's roles bind to.
+struct Buffers<'a> {
+    activation: &'a dyn Fn(NodeId) -> &'a wgpu::Buffer,
+    constants: &'a [wgpu::Buffer],
+    output: &'a wgpu::Buffer,
+}
+
+/// The bind group of a lowered node for `batch` images: its parameter block
+/// (with the batch filled in) and each binding's buffer by role.
+fn bind_group(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    l: &Lowered,
+    batch: usize,
+    label: &str,
+    buffers: Buffers<'_>,
+) -> wgpu::BindGroup {
+    let mut params = l.params;
+    params.n = batch as u32;
+    params.len = (l.len_per_image * batch as u64) as u32;
+    let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(&params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let entries: Vec<wgpu::BindGroupEntry> = l
+        .bindings
+        .iter()
+        .map(|&(binding, role)| wgpu::BindGroupEntry {
+            binding,
+            resource: match role {
+                Role::Params => uniform.as_entire_binding(),
+                Role::Activation(j) => (buffers.activation)(j).as_entire_binding(),
+                Role::Constant(k) => buffers.constants[k].as_entire_binding(),
+                Role::Output => buffers.output.as_entire_binding(),
+            },
+        })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
 }
 
 /// Maps a buffer and copies its bytes out.
