@@ -19,7 +19,11 @@ fn parse(variant: Variant) -> (naga::Module, naga::valid::ModuleInfo) {
     let source = variant.source();
     let module = naga::front::wgsl::parse_str(&source)
         .unwrap_or_else(|e| panic!("{}: {}", variant.name(), e.emit_to_string(&source)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+    let caps =
+        if variant.uses_subgroups() { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {}", variant.name(), e.emit_to_string(&source)));
     (module, info)
@@ -49,11 +53,11 @@ fn every_shader_file_is_embedded_and_used() {
 #[test]
 fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     let model = import::load(&model_h5()).unwrap();
-    let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536 };
+    let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true };
     let mut pipelines = BTreeSet::new();
     for graph in [model.graph.clone(), passes::optimize(&model.graph)] {
         for id in 0..graph.nodes.len() {
-            for variant in [None, Some(Variant::ConvDirect), Some(Variant::ConvUniform), Some(Variant::ConvGeneric)] {
+            for variant in std::iter::once(None).chain(Variant::CONV.map(Some)) {
                 if let Ok(Some(l)) = lower::lower(&graph, id, variant, caps) {
                     pipelines
                         .insert((l.variant, l.constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>()));
@@ -61,7 +65,7 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
             }
         }
     }
-    assert!(pipelines.iter().any(|(v, _)| *v == Variant::ConvUniform));
+    assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _)| v == c)));
     let spirv_val =
         which("spirv-val").expect("spirv-val not found: install Debian's spirv-tools (scripts/setup.sh does)");
     let dir = tempfile::tempdir().unwrap();
@@ -82,7 +86,9 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
         .unwrap_or_else(|e| panic!("{what}: {e}"));
         let spv_pipeline =
             naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.into() };
-        let words = naga::back::spv::write_vec(&module, &info, &Default::default(), Some(&spv_pipeline))
+        // SPIR-V 1.3 (Vulkan 1.1), as wgpu emits it for subgroup operations.
+        let spv_options = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+        let words = naga::back::spv::write_vec(&module, &info, &spv_options, Some(&spv_pipeline))
             .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
         let file = dir.path().join(format!("{}.spv", variant.name()));
         std::fs::write(&file, bytemuck_words(&words)).unwrap();

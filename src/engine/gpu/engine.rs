@@ -71,7 +71,10 @@ impl GpuEngine {
     }
 
     pub async fn with_tuning(ctx: GpuContext, graph: Graph, tuning: Tuning) -> Result<Self> {
-        let caps = DeviceCaps { max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size };
+        let caps = DeviceCaps {
+            max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size,
+            subgroups: ctx.subgroup_kernels(),
+        };
         let alias: Vec<bool> = graph.nodes.iter().map(|n| lower::is_alias(&n.op)).collect();
         let memory = memory::plan(&graph, &alias);
         let mut engine = GpuEngine {

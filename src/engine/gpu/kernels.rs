@@ -37,6 +37,7 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("conv.wgsl", include_str!("../../../shaders/conv.wgsl")),
     ("conv_weights_storage.wgsl", include_str!("../../../shaders/conv_weights_storage.wgsl")),
     ("conv_weights_uniform.wgsl", include_str!("../../../shaders/conv_weights_uniform.wgsl")),
+    ("conv_subgroup.wgsl", include_str!("../../../shaders/conv_subgroup.wgsl")),
     ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
     ("batch_norm.wgsl", include_str!("../../../shaders/batch_norm.wgsl")),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
@@ -54,6 +55,8 @@ pub enum Variant {
     ConvDirect,
     /// Specialised conv, weights in a 64 KiB uniform buffer.
     ConvUniform,
+    /// Specialised conv sharing weight and input loads across a subgroup.
+    ConvSubgroup,
     BatchNorm,
     Relu,
     Add,
@@ -75,10 +78,11 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 12] = [
+    pub const ALL: [Variant; 13] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvUniform,
+        Variant::ConvSubgroup,
         Variant::BatchNorm,
         Variant::Relu,
         Variant::Add,
@@ -91,7 +95,8 @@ impl Variant {
     ];
 
     /// The conv variants, the ones the engine chooses between per layer.
-    pub const CONV: [Variant; 3] = [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvGeneric];
+    pub const CONV: [Variant; 4] =
+        [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvGeneric];
 
     /// (shader files after the common part, entry point, bindings).
     pub fn spec(self) -> (&'static [&'static str], &'static str, &'static [(u32, Access)]) {
@@ -106,6 +111,9 @@ impl Variant {
             Variant::ConvGeneric => (&["conv2d.wgsl"], "conv2d", CONV),
             Variant::ConvDirect => (&["conv_weights_storage.wgsl", "conv.wgsl"], "conv", CONV),
             Variant::ConvUniform => (&["conv_weights_uniform.wgsl", "conv.wgsl"], "conv", CONV_UNIFORM),
+            Variant::ConvSubgroup => {
+                (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_subgroup.wgsl"], "conv_subgroup", CONV)
+            }
             Variant::BatchNorm => (&["batch_norm.wgsl"], "batch_norm", WEIGHTED),
             Variant::Relu => (&["batch_norm.wgsl"], "relu", UNARY),
             Variant::Add => (&["add.wgsl"], "add", BINARY),
@@ -124,6 +132,7 @@ impl Variant {
             Variant::ConvGeneric => "conv_generic",
             Variant::ConvDirect => "conv_direct",
             Variant::ConvUniform => "conv_uniform_weights",
+            Variant::ConvSubgroup => "conv_subgroup",
             Variant::BatchNorm => "batch_norm",
             Variant::Relu => "relu",
             Variant::Add => "add",
@@ -134,6 +143,11 @@ impl Variant {
             Variant::Softmax => "softmax",
             Variant::Head => "head",
         }
+    }
+
+    /// Whether the shader uses subgroup operations (needs `Features::SUBGROUP`).
+    pub fn uses_subgroups(self) -> bool {
+        self == Variant::ConvSubgroup
     }
 
     pub fn from_name(name: &str) -> Option<Variant> {

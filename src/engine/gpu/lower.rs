@@ -98,6 +98,10 @@ pub struct Declined {
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceCaps {
     pub max_uniform_buffer_binding_size: u64,
+    /// Subgroup operations with at least 8 invocations per subgroup, and a
+    /// shader path that can use them (native wgpu: browsers need an
+    /// `enable subgroups;` that naga does not accept yet).
+    pub subgroups: bool,
 }
 
 fn act_code(a: Activation) -> u32 {
@@ -208,8 +212,11 @@ pub fn lower(
             let mut uniform = false;
             match chosen {
                 Variant::ConvGeneric => {}
-                Variant::ConvDirect | Variant::ConvUniform => {
+                Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup => {
                     specialised(chosen)?;
+                    if chosen == Variant::ConvSubgroup && !caps.subgroups {
+                        return Err(decline(chosen, "needs subgroups of at least 8 invocations".into()));
+                    }
                     if chosen == Variant::ConvUniform {
                         let bytes = w.len() as u64 * 4;
                         let limit = (UNIFORM_WEIGHTS as u64 * 16).min(caps.max_uniform_buffer_binding_size);
@@ -417,7 +424,7 @@ mod tests {
     use super::*;
     use crate::passes::tests::tiny_resnet;
 
-    const CAPS: DeviceCaps = DeviceCaps { max_uniform_buffer_binding_size: 65536 };
+    const CAPS: DeviceCaps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true };
 
     #[test]
     fn convs_choose_a_variant_or_say_why_not() {
@@ -426,7 +433,7 @@ mod tests {
         let a = g.find("relu_a").unwrap();
         let v = conv_variants(&g, a, CAPS);
         assert!(v[0].as_ref().unwrap_err().to_string().contains("multiples of 4"), "{:?}", v[0]);
-        assert_eq!(v[2].as_ref().unwrap(), &Variant::ConvGeneric);
+        assert_eq!(v.last().unwrap().as_ref().unwrap(), &Variant::ConvGeneric);
         assert_eq!(lower(&g, a, None, CAPS).unwrap().unwrap().variant, Variant::ConvGeneric);
         // The fused block conv takes every variant, the skip bound at 5.
         let b = g.find("relu_out").unwrap();
@@ -436,9 +443,11 @@ mod tests {
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
-        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384 };
+        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384, subgroups: false };
         let err = lower(&g, b, Some(Variant::ConvUniform), small).err().unwrap();
         assert!(err.to_string().contains("relu_out"), "{err}");
+        let err = lower(&g, b, Some(Variant::ConvSubgroup), small).err().unwrap();
+        assert!(err.to_string().contains("subgroups"), "{err}");
         // Not a conv kernel for a conv.
         assert!(lower(&g, b, Some(Variant::Add), CAPS).is_err());
     }

@@ -55,6 +55,9 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     pub timestamp_query: bool,
     pub shader_f16: bool,
+    /// Subgroup operations, and the smallest subgroup size the adapter uses (0 without).
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
 }
 
 impl AdapterSummary {
@@ -76,6 +79,8 @@ impl AdapterSummary {
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: if features.contains(wgpu::Features::SUBGROUP) { info.subgroup_min_size } else { 0 },
         }
     }
 }
@@ -95,6 +100,15 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub timestamps: bool,
+}
+
+impl GpuContext {
+    /// Whether the subgroup conv kernel can run here: subgroups of at least
+    /// 8 lanes, on native wgpu (browsers require an `enable subgroups;`
+    /// directive that naga does not accept).
+    pub fn subgroup_kernels(&self) -> bool {
+        cfg!(not(target_arch = "wasm32")) && self.adapter.subgroups && self.adapter.subgroup_min_size >= 8
+    }
 }
 
 impl GpuContext {
@@ -133,7 +147,13 @@ impl GpuContext {
     pub async fn from_adapter_with_limits(adapter: wgpu::Adapter, index: usize, limits: wgpu::Limits) -> Result<Self> {
         let summary = AdapterSummary::new(index, &adapter);
         let timestamps = summary.timestamp_query;
-        let features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
+        let mut features = wgpu::Features::empty();
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if summary.subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("resnet8"),

@@ -1,0 +1,149 @@
+// Conv2D like conv.wgsl (same overrides, bindings, `input4`, `finish` and
+// `weight`), for drivers that run several invocations per SIMD instruction
+// and pay per lane for every buffer load (lavapipe, SwiftShader):
+// invocations share loads through subgroup operations instead.
+// - Weights: per tap and 4 input channels the block needs 16 weight vec4s;
+//   lane l of each 8 loads vec4s l and l + 8 and every lane takes all 16
+//   with subgroupBroadcast (constant lanes): 2 loads instead of 16.
+// - Inputs, 3x3 stride-1 convs padded 1 left: a lane loads its
+//   own 4 pixels of a row once for all three kx taps and takes the pixel
+//   left of its run from the lane before and the one right of it from the
+//   lane after: 4 loads instead of 12. It checks that its neighbours hold
+//   the neighbouring runs of the same row; a subgroup where any lane finds
+//   otherwise loads those two pixels itself.
+// Needs subgroups of at least 8 invocations; every lane stays active to the
+// end (no early return, no divergent `continue`), as subgroup operations
+// require.
+
+struct Acc {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>,
+}
+
+// One input channel (its value at pixels a..d) times four weight vec4s.
+fn mac(acc: ptr<function, Acc>, ea: f32, eb: f32, ec: f32, ed: f32,
+       w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
+    (*acc).a0 += ea * w0; (*acc).a1 += ea * w1; (*acc).a2 += ea * w2; (*acc).a3 += ea * w3;
+    (*acc).b0 += eb * w0; (*acc).b1 += eb * w1; (*acc).b2 += eb * w2; (*acc).b3 += eb * w3;
+    (*acc).c0 += ec * w0; (*acc).c1 += ec * w1; (*acc).c2 += ec * w2; (*acc).c3 += ec * w3;
+    (*acc).d0 += ed * w0; (*acc).d1 += ed * w1; (*acc).d2 += ed * w2; (*acc).d3 += ed * w3;
+}
+
+// One tap over 4 input channels: x* are those channels at pixels a..d, `w`
+// the index of the first weight vec4 (row stride `o4`).
+fn tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
+       w: u32, o4: u32, lane8: u32) {
+    // vec4 k (0..15) of the tap: input channel k / 4, output vec4 k % 4.
+    let lo = weight(w + (lane8 / 4u) * o4 + lane8 % 4u);
+    let hi = weight(w + (lane8 / 4u + 2u) * o4 + lane8 % 4u);
+    mac(acc, xa.x, xb.x, xc.x, xd.x, subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u),
+        subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u));
+    mac(acc, xa.y, xb.y, xc.y, xd.y, subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u),
+        subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u));
+    mac(acc, xa.z, xb.z, xc.z, xd.z, subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u),
+        subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u));
+    mac(acc, xa.w, xb.w, xc.w, xd.w, subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u),
+        subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+}
+
+@compute @workgroup_size(WG)
+fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+                 @builtin(subgroup_size) lanes: u32) {
+    let runs = (OUT_W + PX - 1u) / PX;
+    let total = p.n * OUT_H * runs;
+    let flat = flat_index(gid, nwg);
+    let live = flat < total;
+    let i = min(flat, total - 1u); // lanes past the batch compute a copy and store nothing
+    let ox = (i % runs) * PX;
+    let oy = (i / runs) % OUT_H;
+    let n = i / (runs * OUT_H);
+    let block = wid.y;
+    let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u);
+    let b = block * (CB / 4u);
+    let lane8 = lane % 8u;
+    var acc = Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
+    if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
+        // Do the neighbouring lanes hold the neighbouring runs of this row?
+        let before = subgroupShuffleUp(i, 1u);
+        let after = subgroupShuffleDown(i, 1u);
+        let left_ok = ox == 0u || (lane > 0u && before + 1u == i);
+        let right_ok = ox + PX >= IN_W || (lane + 1u < lanes && after == i + 1u);
+        let neighbours_share = subgroupAll(left_ok && right_ok);
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy + ky) - i32(PAD_TOP);
+            let vy = iy >= 0 && iy < i32(IN_H);
+            let pa = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ox;
+            let w = ky * KW * IN_C * o4 + b;
+            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                let xa = input4(pa, c4, vy);
+                let xb = input4(pa + 1u, c4, vy && ox + 1u < IN_W);
+                let xc = input4(pa + 2u, c4, vy && ox + 2u < IN_W);
+                let xd = input4(pa + 3u, c4, vy && ox + 3u < IN_W);
+                let from_before = subgroupShuffleUp(xd, 1u);
+                let from_after = subgroupShuffleDown(xa, 1u);
+                let has_left = vy && ox > 0u;
+                let has_right = vy && ox + PX < IN_W;
+                var xl: vec4<f32>;
+                var xr: vec4<f32>;
+                if (neighbours_share) {
+                    xl = select(vec4<f32>(0.0), from_before, has_left);
+                    xr = select(vec4<f32>(0.0), from_after, has_right);
+                } else {
+                    xl = input4(pa - 1u, c4, has_left);
+                    xr = input4(pa + PX, c4, has_right);
+                }
+                let wc = w + c4 * 4u * o4;
+                tap(&acc, xl, xa, xb, xc, wc, o4, lane8);
+                tap(&acc, xa, xb, xc, xd, wc + IN_C * o4, o4, lane8);
+                tap(&acc, xb, xc, xd, xr, wc + 2u * IN_C * o4, o4, lane8);
+            }
+        }
+    } else {
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
+            let vy = iy >= 0 && iy < i32(IN_H);
+            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
+                let s = i32(SW);
+                let ia = vy && ix >= 0 && ix < i32(IN_W);
+                let ib = vy && ix + s >= 0 && ix + s < i32(IN_W) && ox + 1u < OUT_W;
+                let ic = vy && ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
+                let id = vy && ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
+                let w = (ky * KW + kx) * IN_C * o4 + b;
+                for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                    let xa = input4(row + u32(ix), c4, ia);
+                    let xb = input4(row + u32(ix + s), c4, ib);
+                    let xc = input4(row + u32(ix + 2 * s), c4, ic);
+                    let xd = input4(row + u32(ix + 3 * s), c4, id);
+                    tap(&acc, xa, xb, xc, xd, w + c4 * 4u * o4, o4, lane8);
+                }
+            }
+        }
+    }
+    if (!live) {
+        return;
+    }
+    let out4 = OUT_C / 4u;
+    let c = block * CB;
+    let base = ((n * OUT_H + oy) * OUT_W + ox) * out4 + b;
+    finish(base, c, acc.a0); finish(base + 1u, c + 4u, acc.a1); finish(base + 2u, c + 8u, acc.a2); finish(base + 3u, c + 12u, acc.a3);
+    if (ox + 1u < OUT_W) {
+        let o = base + out4;
+        finish(o, c, acc.b0); finish(o + 1u, c + 4u, acc.b1); finish(o + 2u, c + 8u, acc.b2); finish(o + 3u, c + 12u, acc.b3);
+    }
+    if (ox + 2u < OUT_W) {
+        let o = base + 2u * out4;
+        finish(o, c, acc.c0); finish(o + 1u, c + 4u, acc.c1); finish(o + 2u, c + 8u, acc.c2); finish(o + 3u, c + 12u, acc.c3);
+    }
+    if (ox + 3u < OUT_W) {
+        let o = base + 3u * out4;
+        finish(o, c, acc.d0); finish(o + 1u, c + 4u, acc.d1); finish(o + 2u, c + 8u, acc.d2); finish(o + 3u, c + 12u, acc.d3);
+    }
+}
