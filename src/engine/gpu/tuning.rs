@@ -143,7 +143,7 @@ pub const TUNING_BATCH: usize = 32;
 /// The cached or newly timed choice for every contested conv of `engine`.
 pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Variant)>> {
     let key = format!("{}|{}", adapter_key(&engine.context().adapter), model_key(engine.graph()));
-    let mut cache = Cache::load();
+    let cache = Cache::load();
     if let Some(saved) = cache.entries.get(&key) {
         let graph = engine.graph();
         let choices: Option<Vec<(NodeId, Variant)>> =
@@ -154,6 +154,7 @@ pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Variant)>> {
     }
     #[cfg(feature = "native")]
     {
+        let mut cache = cache;
         let batch = TUNING_BATCH.min(engine.max_batch().0);
         let mut chosen = Vec::new();
         for (id, variants) in contested(engine) {
