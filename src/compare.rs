@@ -1,6 +1,10 @@
 //! Comparing two engines' (or an engine's and Keras's) outputs.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+
+use crate::graph::{Graph, Tensor};
 
 /// How close two results must be, relative to the reference's magnitude:
 /// `max |a - b| <= tolerance * max(1, max |reference|)`.
@@ -65,6 +69,67 @@ impl DiffStats {
     pub fn within(&self, tol: Tolerance) -> bool {
         self.max_abs <= tol.bound(self.ref_max)
     }
+}
+
+/// The key of a node's output in a reference bundle: its Keras layer name,
+/// or `<layer>_logits` for a layer's pre-softmax output (`<layer>:preact`).
+pub fn reference_key(name: &str) -> String {
+    match name.strip_suffix(":preact") {
+        Some(layer) => format!("{layer}_logits"),
+        None => name.to_string(),
+    }
+}
+
+/// One layer of a per-layer comparison.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerDiff {
+    pub layer: String,
+    pub op: String,
+    pub shape: Vec<usize>,
+    pub gpu_vs_cpu: DiffStats,
+    pub gpu_vs_reference: Option<DiffStats>,
+    pub cpu_vs_reference: Option<DiffStats>,
+    /// GPU vs CPU, and GPU vs the reference where there is one, within the tolerance.
+    pub within_tolerance: bool,
+}
+
+/// Every node of `graph`: the GPU engine's outputs against the CPU's, and
+/// both against `reference` where it holds the node (by [`reference_key`],
+/// with the node's shape and at least `images` images). `gpu` and `cpu` hold
+/// every node's output for `images` images, in node order.
+pub fn compare_layers(
+    graph: &Graph,
+    gpu: &[Vec<f32>],
+    cpu: &[Vec<f32>],
+    images: usize,
+    reference: Option<&BTreeMap<String, Tensor>>,
+    tol: Tolerance,
+) -> Vec<LayerDiff> {
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let gpu_vs_cpu = DiffStats::new(&gpu[i], &cpu[i]);
+            let per_image = node.size();
+            let against = |values: &[f32]| -> Option<DiffStats> {
+                let t = reference?.get(&reference_key(&node.name))?;
+                (t.shape[1..] == node.shape[..] && t.data.len() >= images * per_image)
+                    .then(|| DiffStats::new(values, &t.data[..images * per_image]))
+            };
+            let gpu_vs_reference = against(&gpu[i]);
+            let cpu_vs_reference = against(&cpu[i]);
+            LayerDiff {
+                layer: node.name.clone(),
+                op: node.op.kind(),
+                shape: node.shape.clone(),
+                within_tolerance: gpu_vs_cpu.within(tol) && gpu_vs_reference.is_none_or(|s| s.within(tol)),
+                gpu_vs_cpu,
+                gpu_vs_reference,
+                cpu_vs_reference,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

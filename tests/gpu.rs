@@ -7,7 +7,7 @@ mod common;
 use common::keras_h5::{resnet8_model, ModelBuilder, NameStrings};
 use common::*;
 use rand::{Rng, SeedableRng};
-use resnet8::compare::{DiffStats, Tolerance};
+use resnet8::compare::{compare_layers, DiffStats, Tolerance};
 use resnet8::engine::cpu::run_graph;
 use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Tuning, Variant};
 use resnet8::engine::{argmax_rows, Engine};
@@ -50,15 +50,14 @@ fn assert_gpu_matches_cpu(engine: &mut GpuEngine, images: &[f32], n: usize, what
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let gpu_out = engine.run(images, n, &all).unwrap();
     let cpu_out = run_graph(&graph, images, n, &all).unwrap();
+    let layers = compare_layers(&graph, &gpu_out, &cpu_out, n, None, TOL);
     let mut worst = 0.0f32;
-    for (node, (g, c)) in graph.nodes.iter().zip(gpu_out.iter().zip(&cpu_out)) {
-        let d = DiffStats::new(g, c);
+    for l in &layers {
+        let d = l.gpu_vs_cpu;
         assert!(
-            d.within(TOL),
+            l.within_tolerance,
             "{what}, batch {n}: layer {} differs: max |d| {} (max |cpu| {})",
-            node.name,
-            d.max_abs,
-            d.ref_max
+            l.layer, d.max_abs, d.ref_max
         );
         worst = worst.max(d.max_rel);
     }

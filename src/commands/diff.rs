@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use resnet8::compare::{DiffStats, Tolerance};
+use resnet8::compare::{compare_layers, reference_key, DiffStats, LayerDiff, Tolerance};
 use resnet8::engine::argmax_rows;
 use resnet8::engine::cpu::run_graph;
 use resnet8::graph::{Graph, Tensor};
@@ -49,17 +49,6 @@ pub struct DiffArgs {
 }
 
 #[derive(Serialize)]
-struct LayerRow {
-    layer: String,
-    op: String,
-    shape: Vec<usize>,
-    gpu_vs_cpu: DiffStats,
-    gpu_vs_reference: Option<DiffStats>,
-    cpu_vs_reference: Option<DiffStats>,
-    within_tolerance: bool,
-}
-
-#[derive(Serialize)]
 struct Report {
     model: String,
     data: String,
@@ -69,20 +58,11 @@ struct Report {
     tolerance: Tolerance,
     tolerance_relative: f32,
     reference: Option<String>,
-    layers: Vec<LayerRow>,
+    layers: Vec<LayerDiff>,
     first_over_tolerance: Option<String>,
     argmax_gpu_vs_cpu: usize,
     argmax_gpu_vs_reference: Option<usize>,
     correct_gpu: Option<usize>,
-}
-
-/// The reference key for a node: its Keras layer, or `<layer>_logits` for a
-/// layer's pre-softmax output.
-fn reference_key(name: &str) -> String {
-    match name.strip_suffix(":preact") {
-        Some(layer) => format!("{layer}_logits"),
-        None => name.to_string(),
-    }
 }
 
 pub fn run(args: DiffArgs) -> Result<()> {
@@ -114,28 +94,7 @@ pub fn run(args: DiffArgs) -> Result<()> {
     }
 
     let tol = args.tolerance;
-    let mut layers = Vec::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let gpu_vs_cpu = DiffStats::new(&gpu_out[i], &cpu_out[i]);
-        let per_image = node.size();
-        let against = |values: &[f32]| -> Option<DiffStats> {
-            let t = reference.as_ref()?.get(&reference_key(&node.name))?;
-            (t.shape[1..] == node.shape[..] && t.data.len() >= n * per_image)
-                .then(|| DiffStats::new(values, &t.data[..n * per_image]))
-        };
-        let gpu_vs_reference = against(&gpu_out[i]);
-        let cpu_vs_reference = against(&cpu_out[i]);
-        let within = gpu_vs_cpu.within(tol) && gpu_vs_reference.is_none_or(|s| s.within(tol));
-        layers.push(LayerRow {
-            layer: node.name.clone(),
-            op: node.op.kind(),
-            shape: node.shape.clone(),
-            gpu_vs_cpu,
-            gpu_vs_reference,
-            cpu_vs_reference,
-            within_tolerance: within,
-        });
-    }
+    let layers = compare_layers(&graph, &gpu_out, &cpu_out, n, reference.as_ref(), tol);
     let classes = *graph.output_shape().last().unwrap();
     let out = graph.output;
     let gpu_arg = argmax_rows(&gpu_out[out], classes);
@@ -258,7 +217,7 @@ fn plot_svg(r: &Report) -> String {
         ty - 4.0,
         r.tolerance
     );
-    type Series = (&'static str, &'static str, fn(&LayerRow) -> Option<f32>);
+    type Series = (&'static str, &'static str, fn(&LayerDiff) -> Option<f32>);
     let series: [Series; 3] = [
         ("gpu vs cpu", "#1f77b4", |l| Some(l.gpu_vs_cpu.max_rel)),
         ("gpu vs reference", "#ff7f0e", |l| l.gpu_vs_reference.map(|d| d.max_rel)),
