@@ -2,7 +2,9 @@
 // constant, so the loops over taps and channels have constant trip counts and
 // the compiler can unroll them and fold the index arithmetic. Inputs and
 // outputs are read and written as vec4 over channels (IN_C and OUT_C are
-// multiples of 4; the lowering declines other layers). Epilogue: bias (BN
+// multiples of 4; the lowering declines other layers). The input comes
+// through `input4`, which the input part prepended to this file defines: f32
+// activations, or the graph's 8-bit pixels. Epilogue: bias (BN
 // folded in), the residual input when RESIDUAL, then ReLU when RELU.
 //
 // Invocation (x, y): PX = 4 neighbouring output pixels (a..d) of one row for
@@ -28,17 +30,10 @@ override RELU: bool;
 override RESIDUAL: bool;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst: array<vec4<f32>>;
 // The block's other input when RESIDUAL (else the input again, unread).
 @group(0) @binding(5) var<storage, read> residual: array<vec4<f32>>;
-
-// Input vec4 `c4` of pixel `pixel`, or zeros for a tap outside the input.
-fn input4(pixel: u32, c4: u32, inside: bool) -> vec4<f32> {
-    let x = src[select(0u, pixel * (IN_C / 4u) + c4, inside)];
-    return select(vec4<f32>(0.0), x, inside);
-}
 
 fn finish(index: u32, c: u32, acc: vec4<f32>) {
     if (c >= OUT_C) {

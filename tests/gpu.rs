@@ -101,6 +101,8 @@ fn check_variants(backends: wgpu::Backends, largest: usize) {
                 continue;
             }
             assert!(used > 0, "{} runs no layer of the {label} graph", variant.name());
+            // CIFAR pixels go up as bytes; the random inputs below as f32: both paths run.
+            assert!(e.packs_input(), "8-bit pixels are not packed on {backends:?}");
             for n in [1, 7, largest] {
                 let what = format!("{backends:?} {label} {} ({used} layers)", variant.name());
                 assert_gpu_matches_cpu(&mut e, head.batch(0..n), n, &what);

@@ -10,13 +10,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::model_h5;
-use resnet8::engine::gpu::kernels::Variant;
+use resnet8::engine::gpu::kernels::{Input, Variant};
 use resnet8::engine::gpu::lower::{self, DeviceCaps};
 use resnet8::engine::gpu::{SHADER_COMMON, SHADER_SOURCES};
 use resnet8::{import, passes};
 
-fn parse(variant: Variant) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = variant.source();
+fn parse(variant: Variant, input: Input) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = variant.source(input);
     let module = naga::front::wgsl::parse_str(&source)
         .unwrap_or_else(|e| panic!("{}: {}", variant.name(), e.emit_to_string(&source)));
     let caps =
@@ -35,8 +35,12 @@ fn every_shader_file_is_embedded_and_used() {
     assert_eq!(std::fs::read_to_string(dir.join("common.wgsl")).unwrap(), SHADER_COMMON);
     let mut used = BTreeSet::new();
     for v in Variant::ALL {
-        used.extend(v.spec().0.iter().copied());
-        parse(v);
+        for input in [Input::F32, Input::Packed8] {
+            if input == Input::F32 || v.takes_input_part() {
+                used.extend(v.files(input));
+                parse(v, input);
+            }
+        }
     }
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -58,25 +62,28 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     for graph in [model.graph.clone(), passes::optimize(&model.graph)] {
         for id in 0..graph.nodes.len() {
             for variant in std::iter::once(None).chain(Variant::CONV.map(Some)) {
-                if let Ok(Some(l)) = lower::lower(&graph, id, variant, caps) {
-                    pipelines
-                        .insert((l.variant, l.constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>()));
+                for input in [Input::F32, Input::Packed8] {
+                    if let Ok(Some(l)) = lower::lower(&graph, id, variant, caps, input) {
+                        let constants = l.constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>();
+                        pipelines.insert((l.variant, l.input, constants));
+                    }
                 }
             }
         }
     }
-    assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _)| v == c)));
+    assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _, _)| v == c)));
     let spirv_val =
         which("spirv-val").expect("spirv-val not found: install Debian's spirv-tools (scripts/setup.sh does)");
     let dir = tempfile::tempdir().unwrap();
-    for (variant, constants) in &pipelines {
-        let (module, info) = parse(*variant);
+    assert!(pipelines.iter().any(|(_, input, _)| *input == Input::Packed8));
+    for (variant, input, constants) in &pipelines {
+        let (module, info) = parse(*variant, *input);
         let mut pc = naga::back::PipelineConstants::default();
         for (k, bits) in constants {
             pc.insert(k.to_string(), f64::from_bits(*bits));
         }
         let entry = variant.spec().1;
-        let what = format!("{} {constants:?}", variant.name());
+        let what = format!("{} {input:?} {constants:?}", variant.name());
         let (module, info) = naga::back::pipeline_constants::process_overrides(
             &module,
             &info,

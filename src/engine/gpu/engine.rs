@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Pipelines, Variant};
+use super::kernels::{Input, Pipelines, Variant};
 use super::lower::{self, DeviceCaps, Lowered, Role};
 use super::memory::{self, MemoryPlan, ACTIVATION_BYTES};
 use super::profile::Timestamps;
@@ -26,6 +26,7 @@ struct Step {
 /// engine's activation buffers.
 struct Plan {
     batch: usize,
+    packed: bool,
     dispatches: Vec<Dispatch>,
 }
 
@@ -44,6 +45,8 @@ pub struct PlanSummary {
     pub dispatches: usize,
     /// Activation bytes every dispatch reads and writes, per image.
     pub activation_bytes_per_image: u64,
+    /// Whether 8-bit pixel inputs go to the GPU packed, 4 bytes per pixel.
+    pub packed_input: bool,
     /// The kernel variant of each dispatched node, in order.
     pub kernels: Vec<(String, &'static str)>,
 }
@@ -54,6 +57,9 @@ pub struct GpuEngine {
     caps: DeviceCaps,
     pipelines: Pipelines,
     steps: Vec<Option<Step>>,
+    /// The steps of the graph input's readers when the input is uploaded as
+    /// packed 8-bit pixels (`None`: some reader cannot take them).
+    packed_steps: Option<HashMap<NodeId, Step>>,
     memory: MemoryPlan,
     /// The activation buffers, each holding `slot_capacity` images of the largest layer.
     slots: Vec<wgpu::Buffer>,
@@ -83,6 +89,7 @@ impl GpuEngine {
             caps,
             pipelines: Pipelines::default(),
             steps: vec![],
+            packed_steps: None,
             memory,
             slots: vec![],
             slot_capacity: 0,
@@ -94,34 +101,79 @@ impl GpuEngine {
             Tuning::Force(v) => Some(v),
             _ => None,
         };
-        for id in 0..engine.graph.nodes.len() {
+        // A forced variant applies where it can; other convs keep the default.
+        let choose = |engine: &GpuEngine, id: NodeId, input: Input| {
             let is_conv = matches!(engine.graph.nodes[id].op, Op::Conv2d { .. });
-            // A forced variant applies where it can; other convs keep the default.
-            let variant =
-                forced.filter(|_| is_conv).filter(|&v| lower::lower(&engine.graph, id, Some(v), caps).is_ok());
-            let step = engine.build_step(id, variant).await?;
+            forced.filter(|_| is_conv).filter(|&v| lower::lower(&engine.graph, id, Some(v), caps, input).is_ok())
+        };
+        for id in 0..engine.graph.nodes.len() {
+            let step = engine.build_step(id, choose(&engine, id, Input::F32), Input::F32).await?;
             engine.steps.push(step);
         }
+        let mut packed = HashMap::new();
+        for id in engine.packed_readers() {
+            match engine.build_step(id, choose(&engine, id, Input::Packed8), Input::Packed8).await {
+                Ok(Some(step)) => packed.insert(id, step),
+                _ => break,
+            };
+        }
+        if !packed.is_empty() && packed.len() == engine.packed_readers().len() {
+            engine.packed_steps = Some(packed);
+        }
         if tuning == Tuning::Auto {
-            let choices = tuning::choose(&mut engine).await?;
-            for (id, v) in choices {
-                if engine.variant_of(id) != Some(v) {
-                    engine.steps[id] = engine.build_step(id, Some(v)).await?;
+            for (id, input, v) in tuning::choose(&mut engine).await? {
+                if engine.variant_for(id, input) != Some(v) {
+                    let step = engine.build_step(id, Some(v), input).await?.expect("tuned nodes have kernels");
+                    match input {
+                        Input::F32 => engine.steps[id] = Some(step),
+                        Input::Packed8 => {
+                            engine.packed_steps.as_mut().expect("tuned for packed input").insert(id, step);
+                        }
+                    }
                 }
             }
         }
         Ok(engine)
     }
 
+    /// The nodes that read the graph input: those whose kernels change when
+    /// it is uploaded as packed 8-bit pixels. Empty when the input has more
+    /// than 4 channels (one u32 per pixel holds 4).
+    pub(crate) fn packed_readers(&self) -> Vec<NodeId> {
+        let g = &self.graph;
+        if g.input_shape().last().is_none_or(|&c| c > 4) {
+            return vec![];
+        }
+        (0..g.nodes.len()).filter(|&i| g.nodes[i].inputs.contains(&g.input)).collect()
+    }
+
+    /// Every (conv, storage of the graph input) whose kernel can be chosen:
+    /// each conv with f32 input, then the graph input's readers again for
+    /// packed 8-bit input where the engine packs it.
+    pub(crate) fn conv_slots(&self) -> Vec<(NodeId, Input)> {
+        let convs = (0..self.graph.nodes.len()).filter(|&i| matches!(self.graph.nodes[i].op, Op::Conv2d { .. }));
+        let mut slots: Vec<(NodeId, Input)> = convs.map(|i| (i, Input::F32)).collect();
+        if self.packs_input() {
+            slots.extend(self.packed_readers().into_iter().map(|i| (i, Input::Packed8)));
+        }
+        slots
+    }
+
+    /// Whether inputs of whole 8-bit pixel values go to the GPU packed.
+    pub fn packs_input(&self) -> bool {
+        self.packed_steps.is_some()
+    }
+
     /// Lowers node `id` and uploads its constants, building its pipeline.
-    async fn build_step(&mut self, id: NodeId, variant: Option<Variant>) -> Result<Option<Step>> {
-        let lowered = lower::lower(&self.graph, id, variant, self.caps).map_err(|e| Error::Gpu(e.to_string()))?;
+    async fn build_step(&mut self, id: NodeId, variant: Option<Variant>, input: Input) -> Result<Option<Step>> {
+        let lowered =
+            lower::lower(&self.graph, id, variant, self.caps, input).map_err(|e| Error::Gpu(e.to_string()))?;
         let Some(lowered) = lowered else { return Ok(None) };
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let name = &self.graph.nodes[id].name;
         let buffers = upload_constants(device, &lowered, name);
-        self.pipelines.get(device, lowered.variant, &lowered.constants);
+        self.pipelines.get(device, lowered.variant, lowered.input, &lowered.constants);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!(
                 "layer '{name}': building its {} kernel failed: {e}",
@@ -143,36 +195,53 @@ impl GpuEngine {
         self.caps
     }
 
-    /// The kernel variant node `id` runs with (`None` for aliases).
+    /// The kernel variant node `id` runs with on f32 input (`None` for aliases).
     pub fn variant_of(&self, id: NodeId) -> Option<Variant> {
-        self.steps.get(id)?.as_ref().map(|s| s.lowered.variant)
+        self.variant_for(id, Input::F32)
     }
 
-    /// Dispatches, activation traffic and kernels per batch.
+    /// The kernel variant node `id` runs with when the graph input is stored as `input`.
+    pub fn variant_for(&self, id: NodeId, input: Input) -> Option<Variant> {
+        Some(self.step(id, input == Input::Packed8)?.lowered.variant)
+    }
+
+    /// Node `id`'s step, in the packed-input plan or the f32 one.
+    fn step(&self, id: NodeId, packed: bool) -> Option<&Step> {
+        let alternative = self.packed_steps.as_ref().filter(|_| packed).and_then(|p| p.get(&id));
+        alternative.or(self.steps.get(id)?.as_ref())
+    }
+
+    /// Dispatches, activation traffic and kernels per batch, for 8-bit
+    /// pixel inputs (packed where the engine packs them).
     pub fn plan_summary(&self) -> PlanSummary {
+        let packed = self.packs_input();
+        let g = &self.graph;
+        let stored = |j: NodeId| -> u64 {
+            let n = &g.nodes[j];
+            if packed && j == g.input {
+                (n.size() / n.shape.last().copied().unwrap_or(1).max(1)) as u64 * 4
+            // one u32 per pixel
+            } else {
+                n.size() as u64 * ACTIVATION_BYTES
+            }
+        };
         let mut bytes = 0u64;
         let mut kernels = Vec::new();
-        for (id, step) in self.steps.iter().enumerate() {
-            let Some(step) = step else { continue };
-            let node = &self.graph.nodes[id];
-            let reads: u64 = step
+        for id in 0..g.nodes.len() {
+            let Some(step) = self.step(id, packed) else { continue };
+            let node = &g.nodes[id];
+            let mut read: Vec<NodeId> = step
                 .lowered
                 .bindings
                 .iter()
-                .filter_map(|(_, r)| match r {
-                    Role::Activation(j) => Some(self.graph.nodes[*j].size() as u64),
-                    _ => None,
-                })
-                .sum();
-            // The non-residual conv binds its input twice but reads it once.
-            let reads = match &node.op {
-                Op::Conv2d { residual: false, .. } => reads - self.graph.nodes[node.inputs[0]].size() as u64,
-                _ => reads,
-            };
-            bytes += (reads + node.size() as u64) * ACTIVATION_BYTES;
+                .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
+                .collect();
+            // A conv without a residual binds its input twice but reads it once.
+            read.dedup();
+            bytes += read.into_iter().map(stored).sum::<u64>() + stored(id);
             kernels.push((node.name.clone(), step.lowered.variant.name()));
         }
-        PlanSummary { dispatches: kernels.len(), activation_bytes_per_image: bytes, kernels }
+        PlanSummary { dispatches: kernels.len(), activation_bytes_per_image: bytes, packed_input: packed, kernels }
     }
 
     /// The largest batch one submission can hold on this adapter, and the
@@ -185,8 +254,15 @@ impl GpuEngine {
         // Shader indices are u32.
         let by_index = (u32::MAX as u64) / (per_image / ACTIVATION_BYTES).max(1);
         let by_dispatch = {
-            let max_threads =
-                self.steps.iter().flatten().map(|s| s.lowered.invocations_per_image()).max().unwrap_or(1).max(1);
+            let max_threads = self
+                .steps
+                .iter()
+                .flatten()
+                .chain(self.packed_steps.iter().flat_map(|p| p.values()))
+                .map(|s| s.lowered.invocations_per_image())
+                .max()
+                .unwrap_or(1)
+                .max(1);
             let wg = l.max_compute_workgroups_per_dimension as u64;
             wg * wg * super::kernels::WORKGROUP_SIZE as u64 / max_threads
         };
@@ -208,7 +284,7 @@ impl GpuEngine {
     /// Makes sure the activation buffers hold `batch` images and a plan for
     /// `batch` exists; returns its index in `plans`. Buffers grow to the
     /// largest batch seen and are shared by every plan.
-    fn ensure_plan(&mut self, batch: usize) -> usize {
+    fn ensure_plan(&mut self, batch: usize, packed: bool) -> usize {
         if batch > self.slot_capacity {
             self.plans.clear();
             self.slots.clear(); // free the old buffers first
@@ -226,32 +302,32 @@ impl GpuEngine {
                 .collect();
             self.slot_capacity = batch;
         }
-        if let Some(i) = self.plans.iter().position(|p| p.batch == batch) {
+        if let Some(i) = self.plans.iter().position(|p| p.batch == batch && p.packed == packed) {
             return i;
         }
         if self.plans.len() == CACHED_PLANS {
             self.plans.remove(0);
         }
-        let plan = self.build_plan(batch);
+        let plan = self.build_plan(batch, packed);
         self.plans.push(plan);
         self.plans.len() - 1
     }
 
-    fn build_plan(&mut self, batch: usize) -> Plan {
+    fn build_plan(&mut self, batch: usize, packed: bool) -> Plan {
         let max_dim = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
         let mut dispatches = Vec::new();
-        for (id, step) in self.steps.iter().enumerate() {
-            let Some(step) = step else { continue };
+        for id in 0..self.graph.nodes.len() {
+            let Some(step) = self.step(id, packed) else { continue };
             let l = &step.lowered;
             let device = &self.ctx.device;
             let name = &self.graph.nodes[id].name;
             let slot = |node: NodeId| &self.slots[self.memory.slot_of[node]];
-            let layout = &self.pipelines.get(device, l.variant, &l.constants).layout;
+            let layout = &self.pipelines.built(l.variant, l.input, &l.constants).layout;
             let buffers = Buffers { activation: &slot, constants: &step.buffers, output: slot(id) };
             let bind_group = bind_group(device, layout, l, batch, name, buffers);
             dispatches.push(Dispatch { node: id, bind_group, workgroups: l.workgroups(batch as u64, max_dim) });
         }
-        Plan { batch, dispatches }
+        Plan { batch, packed, dispatches }
     }
 
     /// Runs any number of images, split into batches the adapter can hold;
@@ -273,13 +349,26 @@ impl GpuEngine {
     }
 
     async fn run_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
-        let plan_index = self.ensure_plan(batch);
+        // Whole pixel values 0..=255 go up as bytes, 4 per pixel (exact:
+        // the first conv widens them back to the same f32 values).
+        let packed = self.packs_input() && input.iter().all(|&v| (0.0..=255.0).contains(&v) && v.fract() == 0.0);
+        let plan_index = self.ensure_plan(batch, packed);
         let plan = &self.plans[plan_index];
         let (slots, slot_of) = (&self.slots, &self.memory.slot_of);
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
-        self.ctx.queue.write_buffer(&slots[slot_of[self.graph.input]], 0, bytemuck::cast_slice(input));
+        let input_slot = &slots[slot_of[self.graph.input]];
+        if packed {
+            let channels = *self.graph.input_shape().last().expect("packing needs a channel axis");
+            let words: Vec<u32> = input
+                .chunks(channels)
+                .map(|px| px.iter().enumerate().map(|(k, &v)| (v as u32) << (8 * k)).sum())
+                .collect();
+            self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(&words));
+        } else {
+            self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(input));
+        }
         let sizes: Vec<u64> =
             nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES * batch as u64).collect();
         let mut offsets = Vec::with_capacity(nodes.len());
@@ -302,6 +391,10 @@ impl GpuEngine {
             while self.steps[producer].is_none() && !matches!(self.graph.nodes[producer].op, Op::Input) {
                 producer = self.graph.nodes[producer].inputs[0];
             }
+            // Packed, the input buffer holds bytes: the input comes from the host.
+            if packed && producer == self.graph.input {
+                continue;
+            }
             copies.entry(producer).or_default().push(k);
         }
         let timestamps = self.profile.then(|| Timestamps::new(device, plan.dispatches.len()));
@@ -315,8 +408,8 @@ impl GpuEngine {
         };
         copy_out(&mut encoder, self.graph.input);
         for (d, dispatch) in plan.dispatches.iter().enumerate() {
-            let l = &self.steps[dispatch.node].as_ref().expect("dispatched nodes have steps").lowered;
-            let pipeline = &self.pipelines.get(device, l.variant, &l.constants).pipeline;
+            let l = &self.step(dispatch.node, packed).expect("dispatched nodes have steps").lowered;
+            let pipeline = &self.pipelines.built(l.variant, l.input, &l.constants).pipeline;
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&self.graph.nodes[dispatch.node].name),
@@ -339,10 +432,20 @@ impl GpuEngine {
 
         let bytes = read_buffer(&self.ctx, &readback).await?;
         let floats: &[f32] = bytemuck::cast_slice(&bytes);
+        let copied: Vec<bool> = (0..nodes.len()).map(|k| copies.values().any(|ks| ks.contains(&k))).collect();
         let out = offsets
             .iter()
             .zip(&sizes)
-            .map(|(&o, &s)| floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec())
+            .zip(copied)
+            .map(
+                |((&o, &s), copied)| {
+                    if copied {
+                        floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec()
+                    } else {
+                        input.to_vec()
+                    }
+                },
+            )
             .collect();
 
         if let Some(t) = &timestamps {
@@ -365,8 +468,9 @@ impl GpuEngine {
     /// best of `runs` submissions of `repeats` dispatches each, in ms per
     /// dispatch. Native only (wall clock around a blocking wait).
     #[cfg(feature = "native")]
-    pub fn time_variant(&mut self, id: NodeId, variant: Variant, batch: usize) -> Result<f64> {
-        let lowered = lower::lower(&self.graph, id, Some(variant), self.caps).map_err(|e| Error::Gpu(e.to_string()))?;
+    pub fn time_variant(&mut self, id: NodeId, input: Input, variant: Variant, batch: usize) -> Result<f64> {
+        let lowered =
+            lower::lower(&self.graph, id, Some(variant), self.caps, input).map_err(|e| Error::Gpu(e.to_string()))?;
         let Some(l) = lowered else { return Ok(0.0) };
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -387,7 +491,7 @@ impl GpuEngine {
             .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
             .map(|j| (j, activation(j)))
             .collect();
-        let pipeline = self.pipelines.get(device, l.variant, &l.constants);
+        let pipeline = self.pipelines.get(device, l.variant, l.input, &l.constants);
         let buffers = Buffers { activation: &|j| &inputs[&j], constants: &constants, output: &output };
         let bind_group = bind_group(device, &pipeline.layout, &l, batch, "tuning", buffers);
         let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
@@ -515,19 +619,17 @@ impl crate::engine::Engine for GpuEngine {
 
     fn variant_times(&mut self, batch: usize) -> Result<Vec<crate::engine::VariantTimes>> {
         let mut out = Vec::new();
-        for id in 0..self.graph.nodes.len() {
-            if !matches!(self.graph.nodes[id].op, Op::Conv2d { .. }) {
-                continue;
-            }
+        for (id, input) in self.conv_slots() {
             let mut variants = Vec::new();
-            for r in lower::conv_variants(&self.graph, id, self.caps) {
+            for r in lower::conv_variants(&self.graph, id, self.caps, input) {
                 match r {
-                    Ok(v) => variants.push((v.name().to_string(), Ok(self.time_variant(id, v, batch)?))),
+                    Ok(v) => variants.push((v.name().to_string(), Ok(self.time_variant(id, input, v, batch)?))),
                     Err(d) => variants.push((d.variant.to_string(), Err(d.why))),
                 }
             }
-            let chosen = self.variant_of(id).map_or("-", |v| v.name()).to_string();
-            out.push(crate::engine::VariantTimes { node: self.graph.nodes[id].name.clone(), chosen, variants });
+            let chosen = self.variant_for(id, input).map_or("-", |v| v.name()).to_string();
+            let node = tuning::slot_name(&self.graph.nodes[id].name, input);
+            out.push(crate::engine::VariantTimes { node, chosen, variants });
         }
         Ok(out)
     }

@@ -38,6 +38,8 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("conv_weights_storage.wgsl", include_str!("../../../shaders/conv_weights_storage.wgsl")),
     ("conv_weights_uniform.wgsl", include_str!("../../../shaders/conv_weights_uniform.wgsl")),
     ("conv_subgroup.wgsl", include_str!("../../../shaders/conv_subgroup.wgsl")),
+    ("conv_input_f32.wgsl", include_str!("../../../shaders/conv_input_f32.wgsl")),
+    ("conv_input_u8.wgsl", include_str!("../../../shaders/conv_input_u8.wgsl")),
     ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
     ("batch_norm.wgsl", include_str!("../../../shaders/batch_norm.wgsl")),
     ("add.wgsl", include_str!("../../../shaders/add.wgsl")),
@@ -69,6 +71,15 @@ pub enum Variant {
     Head,
 }
 
+/// How a kernel's first input is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Input {
+    /// f32 activations.
+    F32,
+    /// The graph's 8-bit pixels, 4 bytes per pixel (specialised convs only).
+    Packed8,
+}
+
 /// How a binding is accessed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -98,7 +109,7 @@ impl Variant {
     pub const CONV: [Variant; 4] =
         [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvGeneric];
 
-    /// (shader files after the common part, entry point, bindings).
+    /// (the variant's own shader files, entry point, bindings).
     pub fn spec(self) -> (&'static [&'static str], &'static str, &'static [(u32, Access)]) {
         use Access::*;
         const CONV: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write), (5, Read)];
@@ -109,6 +120,7 @@ impl Variant {
         const BINARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (4, Write)];
         match self {
             Variant::ConvGeneric => (&["conv2d.wgsl"], "conv2d", CONV),
+            // The specialised convs also take an input part (see `files`).
             Variant::ConvDirect => (&["conv_weights_storage.wgsl", "conv.wgsl"], "conv", CONV),
             Variant::ConvUniform => (&["conv_weights_uniform.wgsl", "conv.wgsl"], "conv", CONV_UNIFORM),
             Variant::ConvSubgroup => {
@@ -154,13 +166,33 @@ impl Variant {
         Variant::ALL.into_iter().find(|v| v.name() == name)
     }
 
+    /// Whether the variant reads its input through an input part, so it can
+    /// take [`Input::Packed8`].
+    pub fn takes_input_part(self) -> bool {
+        matches!(self, Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup)
+    }
+
+    /// The shader files after the common part: the variant's own, with the
+    /// input part after the weight part for the specialised convs.
+    pub fn files(self, input: Input) -> Vec<&'static str> {
+        let mut files = self.spec().0.to_vec();
+        if self.takes_input_part() {
+            let part = match input {
+                Input::F32 => "conv_input_f32.wgsl",
+                Input::Packed8 => "conv_input_u8.wgsl",
+            };
+            files.insert(1, part);
+        }
+        files
+    }
+
     /// The complete WGSL of this variant: generated constants, the common
     /// part, then its files.
-    pub fn source(self) -> String {
+    pub fn source(self, input: Input) -> String {
         let mut s = generated_constants();
         s.push_str(SHADER_COMMON);
-        for file in self.spec().0 {
-            let body = SHADER_SOURCES.iter().find(|(f, _)| f == file).expect("every variant names listed files").1;
+        for file in self.files(input) {
+            let body = SHADER_SOURCES.iter().find(|(f, _)| *f == file).expect("every variant names listed files").1;
             s.push('\n');
             s.push_str(body);
         }
@@ -180,19 +212,32 @@ pub struct Pipeline {
 /// modules shared between pipelines of the same source.
 #[derive(Default)]
 pub struct Pipelines {
-    modules: HashMap<&'static [&'static str], wgpu::ShaderModule>,
-    pipelines: HashMap<(Variant, Vec<(&'static str, u64)>), Pipeline>,
+    modules: HashMap<Vec<&'static str>, wgpu::ShaderModule>,
+    pipelines: HashMap<PipelineKey, Pipeline>,
 }
 
+type PipelineKey = (Variant, Input, Vec<(&'static str, u64)>);
+
 impl Pipelines {
-    pub fn get(&mut self, device: &wgpu::Device, variant: Variant, constants: &Constants) -> &Pipeline {
-        let key = (variant, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>());
+    fn key(variant: Variant, input: Input, constants: &Constants) -> PipelineKey {
+        (variant, input, constants.iter().map(|&(k, v)| (k, v.to_bits())).collect())
+    }
+
+    /// A pipeline [`Pipelines::get`] has built before.
+    pub fn built(&self, variant: Variant, input: Input, constants: &Constants) -> &Pipeline {
+        self.pipelines
+            .get(&Self::key(variant, input, constants))
+            .expect("every lowered step's pipeline is built with it")
+    }
+
+    pub fn get(&mut self, device: &wgpu::Device, variant: Variant, input: Input, constants: &Constants) -> &Pipeline {
+        let key = Self::key(variant, input, constants);
         if !self.pipelines.contains_key(&key) {
-            let (files, entry, bindings) = variant.spec();
-            let module = self.modules.entry(files).or_insert_with(|| {
+            let (_, entry, bindings) = variant.spec();
+            let module = self.modules.entry(variant.files(input)).or_insert_with(|| {
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(entry),
-                    source: wgpu::ShaderSource::Wgsl(variant.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(variant.source(input).into()),
                 })
             });
             let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings

@@ -4,7 +4,7 @@
 //! naming the node and why.
 
 use super::kernels::{
-    Constants, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
+    Constants, Input, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
 
@@ -74,6 +74,8 @@ pub enum Grid {
 /// How one node runs.
 pub struct Lowered {
     pub variant: Variant,
+    /// How the kernel's first input is stored.
+    pub input: Input,
     pub constants: Constants,
     /// The parameter block; `n` and `len` (times the batch) are set per batch.
     pub params: Params,
@@ -127,8 +129,16 @@ pub fn is_alias(op: &Op) -> bool {
 
 /// The conv variants that can run node `id`, best default first, each with
 /// its refusal where it cannot.
-pub fn conv_variants(graph: &Graph, id: NodeId, caps: DeviceCaps) -> Vec<Result<Variant, Declined>> {
-    Variant::CONV.iter().map(|&v| lower(graph, id, Some(v), caps).map(|l| l.map_or(v, |l| l.variant))).collect()
+pub fn conv_variants(
+    graph: &Graph,
+    id: NodeId,
+    caps: DeviceCaps,
+    graph_input: Input,
+) -> Vec<Result<Variant, Declined>> {
+    Variant::CONV
+        .iter()
+        .map(|&v| lower(graph, id, Some(v), caps, graph_input).map(|l| l.map_or(v, |l| l.variant)))
+        .collect()
 }
 
 /// Lowers node `id` with `variant` (a conv variant for a conv node; `None`
@@ -139,6 +149,7 @@ pub fn lower(
     id: NodeId,
     variant: Option<Variant>,
     caps: DeviceCaps,
+    graph_input: Input,
 ) -> Result<Option<Lowered>, Declined> {
     let node = &graph.nodes[id];
     let decline = |variant: Variant, why: String| Declined {
@@ -151,7 +162,18 @@ pub fn lower(
         return Ok(None);
     }
     let input = node.inputs[0];
+    // Packed 8-bit pixels: only the specialised convs read them, as 4 channels.
+    let packed = graph_input == Input::Packed8 && node.inputs.contains(&graph.input);
+    let first = Variant::CONV[0];
+    if packed && (node.inputs.len() > 1 || !matches!(node.op, Op::Conv2d { .. })) {
+        return Err(decline(first, "reads the 8-bit input; only a conv's first input can".into()));
+    }
     let [in_h, in_w, in_c] = hwc(&graph.nodes[input].shape);
+    if packed && in_c > 4 {
+        return Err(decline(first, format!("8-bit input packs at most 4 channels per pixel, not {in_c}")));
+    }
+    // The channels as stored: packed pixels always have 4.
+    let in_c = if packed { 4 } else { in_c };
     let [out_h, out_w, out_c] = hwc(&node.shape);
     let size = node.size() as u64;
     let mut params = Params { in_h, in_w, in_c, out_h, out_w, out_c, ..Default::default() };
@@ -176,9 +198,14 @@ pub fn lower(
             let cout = out_c as usize;
             let block = CONV_CHANNEL_BLOCK as usize;
             let cout_padded = cout.div_ceil(block) * block;
-            let mut w = vec![0.0f32; weight.len() / cout * cout_padded];
-            for (row, src) in w.chunks_mut(cout_padded).zip(weight.data.chunks(cout)) {
-                row[..cout].copy_from_slice(src);
+            // Packed input: input channels padded to the 4 stored, with zero rows.
+            let cin = weight.shape[2];
+            let rows = weight.len() / cout / cin * in_c as usize;
+            let mut w = vec![0.0f32; rows * cout_padded];
+            for (tap, src) in w.chunks_mut(in_c as usize * cout_padded).zip(weight.data.chunks(cin * cout)) {
+                for (row, src) in tap.chunks_mut(cout_padded).zip(src.chunks(cout)) {
+                    row[..cout].copy_from_slice(src);
+                }
             }
             let mut b = vec![0.0f32; cout_padded];
             if let Some(bias) = bias {
@@ -198,7 +225,7 @@ pub fn lower(
             let chosen = match variant {
                 Some(v) => v,
                 None => {
-                    if specialised(Variant::ConvDirect).is_ok() {
+                    if specialised(Variant::ConvDirect).is_ok() || packed {
                         Variant::ConvDirect
                     } else {
                         Variant::ConvGeneric
@@ -211,6 +238,9 @@ pub fn lower(
             let mut constants = Constants::new();
             let mut uniform = false;
             match chosen {
+                Variant::ConvGeneric if packed => {
+                    return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
+                }
                 Variant::ConvGeneric => {}
                 Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup => {
                     specialised(chosen)?;
@@ -262,6 +292,7 @@ pub fn lower(
             };
             Lowered {
                 variant: chosen,
+                input: if packed { Input::Packed8 } else { Input::F32 },
                 constants,
                 params,
                 len_per_image: 0,
@@ -276,6 +307,7 @@ pub fn lower(
             bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
             Lowered {
                 variant: Variant::BatchNorm,
+                input: Input::F32,
                 constants: vec![],
                 params,
                 len_per_image: size,
@@ -292,6 +324,7 @@ pub fn lower(
             let len = if *a == Activation::Relu { size } else { size / out_c as u64 };
             Lowered {
                 variant,
+                input: Input::F32,
                 constants: vec![],
                 params,
                 len_per_image: len,
@@ -310,6 +343,7 @@ pub fn lower(
             params.act = act_code(*activation);
             Lowered {
                 variant: Variant::Add,
+                input: Input::F32,
                 constants: vec![],
                 params,
                 len_per_image: size,
@@ -328,6 +362,7 @@ pub fn lower(
             let variant = if matches!(node.op, Op::MaxPool(_)) { Variant::MaxPool } else { Variant::AvgPool };
             Lowered {
                 variant,
+                input: Input::F32,
                 constants: vec![],
                 params,
                 len_per_image: 0,
@@ -338,6 +373,7 @@ pub fn lower(
         }
         Op::GlobalAvgPool => Lowered {
             variant: Variant::GlobalAvgPool,
+            input: Input::F32,
             constants: vec![],
             params,
             len_per_image: 0,
@@ -363,6 +399,7 @@ pub fn lower(
                 }
                 Lowered {
                     variant: Variant::Head,
+                    input: Input::F32,
                     constants: vec![
                         ("PIXELS", (in_h * in_w) as f64),
                         ("IN_C", in_c as f64),
@@ -382,6 +419,7 @@ pub fn lower(
                 params.act = act_code(*activation);
                 Lowered {
                     variant: Variant::Dense,
+                    input: Input::F32,
                     constants: vec![],
                     params,
                     len_per_image: 0,
@@ -431,31 +469,31 @@ mod tests {
         let g = crate::passes::optimize(&tiny_resnet());
         // conv_a reads the 2-channel input: only the generic conv takes it.
         let a = g.find("relu_a").unwrap();
-        let v = conv_variants(&g, a, CAPS);
+        let v = conv_variants(&g, a, CAPS, Input::F32);
         assert!(v[0].as_ref().unwrap_err().to_string().contains("multiples of 4"), "{:?}", v[0]);
         assert_eq!(v.last().unwrap().as_ref().unwrap(), &Variant::ConvGeneric);
-        assert_eq!(lower(&g, a, None, CAPS).unwrap().unwrap().variant, Variant::ConvGeneric);
+        assert_eq!(lower(&g, a, None, CAPS, Input::F32).unwrap().unwrap().variant, Variant::ConvGeneric);
         // The fused block conv takes every variant, the skip bound at 5.
         let b = g.find("relu_out").unwrap();
-        assert!(conv_variants(&g, b, CAPS).iter().all(|r| r.is_ok()));
-        let l = lower(&g, b, None, CAPS).unwrap().unwrap();
+        assert!(conv_variants(&g, b, CAPS, Input::F32).iter().all(|r| r.is_ok()));
+        let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.variant, Variant::ConvDirect);
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
         let small = DeviceCaps { max_uniform_buffer_binding_size: 16384, subgroups: false };
-        let err = lower(&g, b, Some(Variant::ConvUniform), small).err().unwrap();
+        let err = lower(&g, b, Some(Variant::ConvUniform), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("relu_out"), "{err}");
-        let err = lower(&g, b, Some(Variant::ConvSubgroup), small).err().unwrap();
+        let err = lower(&g, b, Some(Variant::ConvSubgroup), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("subgroups"), "{err}");
         // Not a conv kernel for a conv.
-        assert!(lower(&g, b, Some(Variant::Add), CAPS).is_err());
+        assert!(lower(&g, b, Some(Variant::Add), CAPS, Input::F32).is_err());
     }
 
     #[test]
     fn dispatch_spills_into_z() {
         let g = crate::passes::optimize(&tiny_resnet());
-        let l = lower(&g, g.output, None, CAPS).unwrap().unwrap();
+        let l = lower(&g, g.output, None, CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.variant, Variant::Head);
         assert_eq!(l.workgroups(100, 65535), (100, 1, 1));
         assert_eq!(l.workgroups(100_000, 65535), (65535, 1, 2));

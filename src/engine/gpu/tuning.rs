@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::kernels::Variant;
+use super::kernels::{Input, Variant};
 use super::lower;
 use super::GpuEngine;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, NodeId, Op};
+use crate::graph::{Graph, NodeId};
 
 /// How the engine picks conv variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,17 +122,24 @@ pub fn model_key(graph: &Graph) -> String {
     format!("model {} {:016x}", graph.name, h)
 }
 
-/// Conv nodes with more than one variant to choose from.
-fn contested(engine: &GpuEngine) -> Vec<(NodeId, Vec<Variant>)> {
-    let graph = engine.graph();
-    (0..graph.nodes.len())
-        .filter(|&id| matches!(graph.nodes[id].op, Op::Conv2d { .. }))
-        .map(|id| {
-            let ok: Vec<Variant> =
-                lower::conv_variants(graph, id, engine.caps()).into_iter().filter_map(|r| r.ok()).collect();
-            (id, ok)
+/// The name a (node, input storage) slot has in the cache and in reports.
+pub fn slot_name(node: &str, input: Input) -> String {
+    match input {
+        Input::F32 => node.to_string(),
+        Input::Packed8 => format!("{node}@u8"),
+    }
+}
+
+/// Conv slots with more than one variant to choose from.
+fn contested(engine: &GpuEngine) -> Vec<(NodeId, Input, Vec<Variant>)> {
+    engine
+        .conv_slots()
+        .into_iter()
+        .map(|(id, input)| {
+            let ok = lower::conv_variants(engine.graph(), id, engine.caps(), input).into_iter().filter_map(|r| r.ok());
+            (id, input, ok.collect::<Vec<Variant>>())
         })
-        .filter(|(_, ok)| ok.len() > 1)
+        .filter(|(_, _, ok)| ok.len() > 1)
         .collect()
 }
 
@@ -140,14 +147,23 @@ fn contested(engine: &GpuEngine) -> Vec<(NodeId, Vec<Variant>)> {
 /// threads, few enough to take milliseconds.
 pub const TUNING_BATCH: usize = 32;
 
-/// The cached or newly timed choice for every contested conv of `engine`.
-pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Variant)>> {
+/// The cached or newly timed choice for every contested conv slot of `engine`.
+pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Input, Variant)>> {
     let key = format!("{}|{}", adapter_key(&engine.context().adapter), model_key(engine.graph()));
     let cache = Cache::load();
     if let Some(saved) = cache.entries.get(&key) {
         let graph = engine.graph();
-        let choices: Option<Vec<(NodeId, Variant)>> =
-            saved.iter().map(|(name, v)| Some((graph.find(name)?, Variant::from_name(v)?))).collect();
+        let slot = |name: &str| match name.strip_suffix("@u8") {
+            Some(node) => Some((graph.find(node)?, Input::Packed8)),
+            None => Some((graph.find(name)?, Input::F32)),
+        };
+        let choices: Option<Vec<(NodeId, Input, Variant)>> = saved
+            .iter()
+            .map(|(name, v)| {
+                let (id, input) = slot(name)?;
+                Some((id, input, Variant::from_name(v)?))
+            })
+            .collect();
         if let Some(c) = choices {
             return Ok(c);
         }
@@ -157,20 +173,20 @@ pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Variant)>> {
         let mut cache = cache;
         let batch = TUNING_BATCH.min(engine.max_batch().0);
         let mut chosen = Vec::new();
-        for (id, variants) in contested(engine) {
+        for (id, input, variants) in contested(engine) {
             let mut best: Option<(f64, Variant)> = None;
             for v in variants {
-                let ms = engine.time_variant(id, v, batch)?;
+                let ms = engine.time_variant(id, input, v, batch)?;
                 if best.is_none_or(|(b, _)| ms < b) {
                     best = Some((ms, v));
                 }
             }
-            chosen.push((id, best.expect("contested nodes have variants").1));
+            chosen.push((id, input, best.expect("contested slots have variants").1));
         }
         let graph = engine.graph();
-        cache
-            .entries
-            .insert(key, chosen.iter().map(|&(id, v)| (graph.nodes[id].name.clone(), v.name().to_string())).collect());
+        let names =
+            chosen.iter().map(|&(id, input, v)| (slot_name(&graph.nodes[id].name, input), v.name().to_string()));
+        cache.entries.insert(key, names.collect());
         if let Err(e) = cache.save() {
             eprintln!("warning: cannot save the kernel choice to {:?}: {e}", cache_path());
         }
