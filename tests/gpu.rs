@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use resnet8::compare::{compare_layers, DiffStats, Tolerance};
 use resnet8::engine::cpu::run_graph;
 use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Tuning, Variant};
-use resnet8::engine::{argmax_rows, Engine};
+use resnet8::engine::{argmax_rows, run_batched, Engine};
 use resnet8::graph::Graph;
 use resnet8::{dataset, import, npy, passes};
 
@@ -204,6 +204,32 @@ fn one_engine_serves_changing_batch_sizes() {
         let gpu_out = e.run(head.batch(0..n), n, &node).unwrap();
         let cpu_out = run_graph(&graph, head.batch(0..n), n, &node).unwrap();
         assert!(DiffStats::new(&gpu_out[0], &cpu_out[0]).within(TOL), "batch {n}");
+    }
+}
+
+#[test]
+fn pipelined_batches_equal_one_batch_at_a_time() {
+    // Two batches in flight share the activation buffers: each must still
+    // read back its own results, packed 8-bit and f32 inputs alike.
+    let model = import::load(&model_h5()).unwrap();
+    let graph = passes::optimize(&model.graph);
+    let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
+    let head = dataset::load(&head_bin(), Some(50)).unwrap();
+    let image_len = 32 * 32 * 3;
+    let nodes = [graph.input, graph.logits_node(), graph.output];
+    for images in [head.images.clone(), random_inputs(50, seed())] {
+        let mut seen = Vec::new();
+        let piped = run_batched(&mut e, &images, image_len, 16, &nodes, |n| seen.push(n)).unwrap();
+        assert_eq!(seen, [16, 16, 16, 2]);
+        for (k, part) in images.chunks(16 * image_len).enumerate() {
+            let n = part.len() / image_len;
+            let alone = e.run(part, n, &nodes).unwrap();
+            for (p, a) in piped.iter().zip(&alone) {
+                let per = a.len() / n;
+                assert_eq!(&p[k * 16 * per..][..a.len()], &a[..], "batch {k}");
+            }
+        }
+        assert_eq!(piped[0], images, "the input node reads back as given");
     }
 }
 

@@ -19,6 +19,30 @@ pub trait Engine {
     /// the outputs of `nodes`, each `batch × node size`, in the order asked.
     fn run(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>>;
 
+    /// Runs `images` (`image_len` values each) in batches of at most
+    /// `batch`, returning the outputs of `nodes` for all images in order;
+    /// `progress` hears how many images each batch finished. Engines that
+    /// can overlap one batch's transfers with another's compute do.
+    fn run_batches(
+        &mut self,
+        images: &[f32],
+        image_len: usize,
+        batch: usize,
+        nodes: &[NodeId],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
+        for chunk in images.chunks(batch.max(1) * image_len.max(1)) {
+            let n = chunk.len() / image_len.max(1);
+            let values = self.run(chunk, n, nodes)?;
+            for (o, v) in out.iter_mut().zip(values) {
+                o.extend(v);
+            }
+            progress(n);
+        }
+        Ok(out)
+    }
+
     /// Turns per-node timing on or off; returns whether it is on (engines
     /// without timers stay off).
     fn set_profiling(&mut self, _on: bool) -> bool {
@@ -124,15 +148,5 @@ pub fn run_batched(
     nodes: &[NodeId],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let batch = batch.max(1);
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
-    for chunk in images.chunks(batch * image_len) {
-        let n = chunk.len() / image_len;
-        let values = engine.run(chunk, n, nodes)?;
-        for (o, v) in out.iter_mut().zip(values) {
-            o.extend(v);
-        }
-        progress(n);
-    }
-    Ok(out)
+    engine.run_batches(images, image_len, batch.max(1), nodes, &mut progress)
 }

@@ -333,22 +333,49 @@ impl GpuEngine {
     /// Runs any number of images, split into batches the adapter can hold;
     /// returns the outputs of `nodes` (see [`crate::engine::Engine::run`]).
     pub async fn run_async(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
-        let image_len = check_request(&self.graph, input, batch, nodes)?;
+        check_request(&self.graph, input, batch, nodes)?;
+        self.run_pipelined(input, usize::MAX, nodes, &mut |_| {}).await
+    }
+
+    /// Runs `input` in batches of at most `batch` images (and what the
+    /// adapter holds), keeping two batches in flight: batch k + 1 is packed,
+    /// uploaded and submitted before batch k is read back, so the host's
+    /// work and the transfers overlap the GPU's. `progress` hears of each
+    /// finished batch.
+    pub async fn run_pipelined(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        nodes: &[NodeId],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let image_len: usize = self.graph.input_shape().iter().product();
+        check_request(&self.graph, input, input.len() / image_len.max(1), nodes)?;
         // The read-back buffer must fit too.
         let readback_per_image: u64 =
             nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES).sum::<u64>().max(4);
-        let chunk = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
+        let limit = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
+        let chunk = batch.clamp(1, limit);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
+        let mut in_flight: Option<Pending> = None;
         for part in input.chunks(chunk * image_len) {
-            let values = self.run_chunk(part, part.len() / image_len, nodes).await?;
-            for (o, v) in out.iter_mut().zip(values) {
-                o.extend(v);
+            let next = self.submit_chunk(part, part.len() / image_len, nodes).await?;
+            if let Some(done) = in_flight.replace(next) {
+                let images = done.batch;
+                append(&mut out, self.finish_chunk(done).await?);
+                progress(images);
             }
+        }
+        if let Some(done) = in_flight {
+            let images = done.batch;
+            append(&mut out, self.finish_chunk(done).await?);
+            progress(images);
         }
         Ok(out)
     }
 
-    async fn run_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
+    /// Uploads one batch and submits its dispatches and read-back copies.
+    async fn submit_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Pending> {
         // Whole pixel values 0..=255 go up as bytes, 4 per pixel (exact:
         // the first conv widens them back to the same f32 values).
         let packed = self.packs_input() && input.iter().all(|&v| (0.0..=255.0).contains(&v) && v.fract() == 0.0);
@@ -425,38 +452,48 @@ impl GpuEngine {
         if let Some(t) = &timestamps {
             t.resolve(&mut encoder);
         }
-        self.ctx.queue.submit([encoder.finish()]);
+        let submission = self.ctx.queue.submit([encoder.finish()]);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("running the batch failed: {e}")));
         }
-
-        let bytes = read_buffer(&self.ctx, &readback).await?;
-        let floats: &[f32] = bytemuck::cast_slice(&bytes);
         let copied: Vec<bool> = (0..nodes.len()).map(|k| copies.values().any(|ks| ks.contains(&k))).collect();
-        let out = offsets
+        let from_host = copied.iter().any(|c| !c).then(|| input.to_vec());
+        let dispatched: Vec<NodeId> = plan.dispatches.iter().map(|d| d.node).collect();
+        Ok(Pending {
+            batch,
+            readback,
+            offsets,
+            sizes,
+            copied,
+            from_host,
+            submission,
+            timestamps: timestamps.map(|t| (t, dispatched)),
+        })
+    }
+
+    /// Waits for a submitted batch and reads its outputs back.
+    async fn finish_chunk(&mut self, p: Pending) -> Result<Vec<Vec<f32>>> {
+        let bytes = read_buffer(&self.ctx, &p.readback, Some(p.submission.clone())).await?;
+        let floats: &[f32] = bytemuck::cast_slice(&bytes);
+        let out = p
+            .offsets
             .iter()
-            .zip(&sizes)
-            .zip(copied)
-            .map(
-                |((&o, &s), copied)| {
-                    if copied {
-                        floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec()
-                    } else {
-                        input.to_vec()
-                    }
-                },
-            )
+            .zip(&p.sizes)
+            .zip(&p.copied)
+            .map(|((&o, &s), &copied)| match (copied, &p.from_host) {
+                (false, Some(input)) => input.clone(),
+                _ => floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec(),
+            })
             .collect();
 
-        if let Some(t) = &timestamps {
-            let raw = read_buffer(&self.ctx, &t.read).await?;
+        if let Some((t, dispatched)) = &p.timestamps {
+            let raw = read_buffer(&self.ctx, &t.read, Some(p.submission)).await?;
             let ms = Timestamps::millis(&raw, self.ctx.queue.get_timestamp_period());
-            self.last_times = plan
-                .dispatches
+            self.last_times = dispatched
                 .iter()
                 .zip(ms)
-                .map(|(dispatch, ms)| {
-                    let node = &self.graph.nodes[dispatch.node];
+                .map(|(&id, ms)| {
+                    let node = &self.graph.nodes[id];
                     LayerTime { node: node.name.clone(), op: node.op.kind(), ms }
                 })
                 .collect();
@@ -575,15 +612,39 @@ fn bind_group(
     device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
 }
 
-/// Maps a buffer and copies its bytes out.
-async fn read_buffer(ctx: &GpuContext, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
+/// One submitted batch, waiting to be read back.
+struct Pending {
+    batch: usize,
+    readback: wgpu::Buffer,
+    offsets: Vec<u64>,
+    sizes: Vec<u64>,
+    /// Per requested node: copied to `readback` (else it is the input, kept on the host).
+    copied: Vec<bool>,
+    from_host: Option<Vec<f32>>,
+    submission: wgpu::SubmissionIndex,
+    /// The timestamp queries and the node of each dispatch, when profiling.
+    timestamps: Option<(Timestamps, Vec<NodeId>)>,
+}
+
+fn append(out: &mut [Vec<f32>], values: Vec<Vec<f32>>) {
+    for (o, v) in out.iter_mut().zip(values) {
+        o.extend(v);
+    }
+}
+
+/// Maps a buffer once `submission` (which writes it) is done and copies its bytes out.
+async fn read_buffer(
+    ctx: &GpuContext,
+    buffer: &wgpu::Buffer,
+    submission: Option<wgpu::SubmissionIndex>,
+) -> Result<Vec<u8>> {
     let (tx, rx) = futures_channel::oneshot::channel();
     buffer.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
     // Native backends need polling; in the browser this returns at once.
     ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
+        .poll(wgpu::PollType::Wait { submission_index: submission, timeout: None })
         .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
     rx.await
         .map_err(|_| Error::Gpu("the read-back was cancelled".into()))?
@@ -601,6 +662,17 @@ impl crate::engine::Engine for GpuEngine {
 
     fn run(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Vec<Vec<f32>>> {
         pollster::block_on(self.run_async(input, batch, nodes))
+    }
+
+    fn run_batches(
+        &mut self,
+        images: &[f32],
+        _image_len: usize,
+        batch: usize,
+        nodes: &[NodeId],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.run_pipelined(images, batch, nodes, progress))
     }
 
     /// GPU time per dispatch from timestamp queries, where the adapter has them.
