@@ -532,21 +532,42 @@ impl GpuEngine {
         let buffers = Buffers { activation: &|j| &inputs[&j], constants: &constants, output: &output };
         let bind_group = bind_group(device, &pipeline.layout, &l, batch, "tuning", buffers);
         let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
-        const REPEATS: usize = 2;
+        const REPEATS: usize = 4;
+        // GPU time from timestamps where the adapter has them (a discrete
+        // GPU finishes a small dispatch faster than a submission round trip),
+        // else the wall clock around the wait.
+        let timestamps = self.ctx.timestamps.then(|| Timestamps::new(device, 1));
         let submit = || -> Result<f64> {
             let start = std::time::Instant::now();
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tuning") });
-            for _ in 0..REPEATS {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("tuning"),
+                    timestamp_writes: timestamps.as_ref().map(|t| t.writes(0)),
+                });
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
-                pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+                for _ in 0..REPEATS {
+                    pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+                }
             }
-            self.ctx.queue.submit([encoder.finish()]);
-            device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-            Ok(start.elapsed().as_secs_f64() * 1e3 / REPEATS as f64)
+            if let Some(t) = &timestamps {
+                t.resolve(&mut encoder);
+            }
+            let submission = self.ctx.queue.submit([encoder.finish()]);
+            let ms = match &timestamps {
+                Some(t) => {
+                    let raw = pollster::block_on(read_buffer(&self.ctx, &t.read, Some(submission)))?;
+                    Timestamps::millis(&raw, self.ctx.queue.get_timestamp_period())[0]
+                }
+                None => {
+                    device
+                        .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+                        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+                    start.elapsed().as_secs_f64() * 1e3
+                }
+            };
+            Ok(ms / REPEATS as f64)
         };
         submit()?; // warm-up: the driver may compile lazily
         let best = (0..3).map(|_| submit()).collect::<Result<Vec<f64>>>()?.into_iter().fold(f64::MAX, f64::min);

@@ -143,9 +143,13 @@ fn contested(engine: &GpuEngine) -> Vec<(NodeId, Input, Vec<Variant>)> {
         .collect()
 }
 
-/// The images each variant is timed on: enough to fill a CPU driver's
-/// threads, few enough to take milliseconds.
-pub const TUNING_BATCH: usize = 32;
+/// The images each variant is timed on: on a CPU driver (lavapipe,
+/// SwiftShader) enough to fill its threads, few enough to take milliseconds;
+/// on a GPU a full batch, so the timing shows the kernel, not the launch.
+pub fn tuning_batch(engine: &GpuEngine) -> usize {
+    let on_cpu = engine.context().adapter.device_type == format!("{:?}", wgpu::DeviceType::Cpu);
+    (if on_cpu { 32 } else { 256 }).min(engine.max_batch().0)
+}
 
 /// The cached or newly timed choice for every contested conv slot of `engine`.
 pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Input, Variant)>> {
@@ -171,7 +175,7 @@ pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Input, Varian
     #[cfg(feature = "native")]
     {
         let mut cache = cache;
-        let batch = TUNING_BATCH.min(engine.max_batch().0);
+        let batch = tuning_batch(engine);
         let mut chosen = Vec::new();
         for (id, input, variants) in contested(engine) {
             let mut best: Option<(f64, Variant)> = None;
