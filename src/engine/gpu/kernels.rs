@@ -15,6 +15,9 @@ pub const CONV_CHANNEL_BLOCK: u32 = 16;
 /// vec4s in the uniform weight buffer of `conv_uniform` (64 KiB, WebGPU's
 /// default `max_uniform_buffer_binding_size`).
 pub const UNIFORM_WEIGHTS: u32 = 4096;
+// conv_tiled.wgsl: WG invocations stage one 16-channel × CB weight tile, one vec4 each.
+const _: () = assert!(WORKGROUP_SIZE == 4 * CONV_CHANNEL_BLOCK && CONV_CHANNEL_BLOCK == 16);
+
 /// Largest channel and class count of the fused head (`HEAD_MAX`).
 pub const HEAD_MAX: u32 = 1024;
 
@@ -38,6 +41,7 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("conv_weights_storage.wgsl", include_str!("../../../shaders/conv_weights_storage.wgsl")),
     ("conv_weights_uniform.wgsl", include_str!("../../../shaders/conv_weights_uniform.wgsl")),
     ("conv_subgroup.wgsl", include_str!("../../../shaders/conv_subgroup.wgsl")),
+    ("conv_tiled.wgsl", include_str!("../../../shaders/conv_tiled.wgsl")),
     ("conv_input_f32.wgsl", include_str!("../../../shaders/conv_input_f32.wgsl")),
     ("conv_input_u8.wgsl", include_str!("../../../shaders/conv_input_u8.wgsl")),
     ("conv2d.wgsl", include_str!("../../../shaders/conv2d.wgsl")),
@@ -59,6 +63,8 @@ pub enum Variant {
     ConvUniform,
     /// Specialised conv sharing weight and input loads across a subgroup.
     ConvSubgroup,
+    /// Implicit GEMM tiled through workgroup memory.
+    ConvTiled,
     BatchNorm,
     Relu,
     Add,
@@ -89,11 +95,12 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 13] = [
+    pub const ALL: [Variant; 14] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvUniform,
         Variant::ConvSubgroup,
+        Variant::ConvTiled,
         Variant::BatchNorm,
         Variant::Relu,
         Variant::Add,
@@ -106,8 +113,8 @@ impl Variant {
     ];
 
     /// The conv variants, the ones the engine chooses between per layer.
-    pub const CONV: [Variant; 4] =
-        [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvGeneric];
+    pub const CONV: [Variant; 5] =
+        [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvTiled, Variant::ConvGeneric];
 
     /// (the variant's own shader files, entry point, bindings).
     pub fn spec(self) -> (&'static [&'static str], &'static str, &'static [(u32, Access)]) {
@@ -126,6 +133,7 @@ impl Variant {
             Variant::ConvSubgroup => {
                 (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_subgroup.wgsl"], "conv_subgroup", CONV)
             }
+            Variant::ConvTiled => (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_tiled.wgsl"], "conv_tiled", CONV),
             Variant::BatchNorm => (&["batch_norm.wgsl"], "batch_norm", WEIGHTED),
             Variant::Relu => (&["batch_norm.wgsl"], "relu", UNARY),
             Variant::Add => (&["add.wgsl"], "add", BINARY),
@@ -145,6 +153,7 @@ impl Variant {
             Variant::ConvDirect => "conv_direct",
             Variant::ConvUniform => "conv_uniform_weights",
             Variant::ConvSubgroup => "conv_subgroup",
+            Variant::ConvTiled => "conv_tiled",
             Variant::BatchNorm => "batch_norm",
             Variant::Relu => "relu",
             Variant::Add => "add",
@@ -169,7 +178,7 @@ impl Variant {
     /// Whether the variant reads its input through an input part, so it can
     /// take [`Input::Packed8`].
     pub fn takes_input_part(self) -> bool {
-        matches!(self, Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup)
+        matches!(self, Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup | Variant::ConvTiled)
     }
 
     /// The shader files after the common part: the variant's own, with the

@@ -242,8 +242,11 @@ pub fn lower(
                     return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
                 }
                 Variant::ConvGeneric => {}
-                Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup => {
+                Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup | Variant::ConvTiled => {
                     specialised(chosen)?;
+                    if chosen == Variant::ConvTiled && in_c % 16 != 0 {
+                        return Err(decline(chosen, format!("needs input channels in multiples of 16, not {in_c}")));
+                    }
                     if chosen == Variant::ConvSubgroup && !caps.subgroups {
                         return Err(decline(chosen, "needs subgroups of at least 8 invocations".into()));
                     }
@@ -288,6 +291,8 @@ pub fn lower(
             let grid = match chosen {
                 // The generic kernel walks the channel blocks in its flat index.
                 Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
+                // One workgroup per WG output pixels.
+                Variant::ConvTiled => Grid::Invocations { per_image: out_h as u64 * out_w as u64, y: blocks },
                 _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
             };
             Lowered {
@@ -475,7 +480,10 @@ mod tests {
         assert_eq!(lower(&g, a, None, CAPS, Input::F32).unwrap().unwrap().variant, Variant::ConvGeneric);
         // The fused block conv takes every variant, the skip bound at 5.
         let b = g.find("relu_out").unwrap();
-        assert!(conv_variants(&g, b, CAPS, Input::F32).iter().all(|r| r.is_ok()));
+        for (v, r) in Variant::CONV.iter().zip(conv_variants(&g, b, CAPS, Input::F32)) {
+            // The tiled kernel steps through 16 input channels at a time; this conv has 4.
+            assert_eq!(r.is_ok(), *v != Variant::ConvTiled, "{v:?}: {r:?}");
+        }
         let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.variant, Variant::ConvDirect);
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
