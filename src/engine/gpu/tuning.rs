@@ -180,7 +180,7 @@ pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Input, Varian
         for (id, input, variants) in contested(engine) {
             let mut best: Option<(f64, Variant)> = None;
             for v in variants {
-                let ms = engine.time_variant(id, input, v, batch)?;
+                let ms = engine.time_variant(id, input, v, batch, best.map(|(b, _)| b))?;
                 if best.is_none_or(|(b, _)| ms < b) {
                     best = Some((ms, v));
                 }
