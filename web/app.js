@@ -42,7 +42,8 @@ async function fetchBytes(url) {
 
 async function loadModel(bytes, name) {
   setStatus("loading model, compiling shaders…");
-  state.classifier = await Classifier.load(bytes);
+  // ?kernel=NAME forces a conv kernel variant (see `resnet8 bench --variants`).
+  state.classifier = await Classifier.load(bytes, params.get("kernel") ?? undefined);
   const a = JSON.parse(state.classifier.adapter);
   let extra = "";
   try {
@@ -202,6 +203,8 @@ async function run() {
     accuracy: state.labels ? correct / n : null,
     images_per_sec: n / (gpuMs / 1000),
     adapter: state.adapterName,
+    kernels: JSON.parse(c.kernels),
+    adapter_info: JSON.parse(c.adapter),
   };
 }
 

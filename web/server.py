@@ -127,7 +127,8 @@ def check(args, port):
     if shape[0] < n:
         sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
     url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
-           f"&limit={n}&batch={args.batch}&pictures={args.pictures}")
+           f"&limit={n}&batch={args.batch}&pictures={args.pictures}"
+           + (f"&kernel={args.kernel}" if args.kernel else ""))
     shot = Path(args.screenshot).resolve()
     shot.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
@@ -164,6 +165,13 @@ def check(args, port):
     ok = (r["images"] == n and matches == n and dmax <= args.tolerance and shot.exists()
           and pk == args.pictures and pmatches == pk and pmax <= args.tolerance)
     print(f"screenshot: {shot}" if shot.exists() else "screenshot: MISSING")
+    plan = r.get("kernels") or {}
+    kernels = sorted({k for _, k in plan.get("kernels", [])})
+    print(f"browser kernels: {', '.join(kernels)}; {plan.get('dispatches')} dispatches per batch, "
+          f"8-bit input packed: {plan.get('packed_input')}")
+    info = r.get("adapter_info") or {}
+    print(f"browser adapter: subgroups {info.get('subgroups')} (min size {info.get('subgroup_min_size')}), "
+          f"timestamps {info.get('timestamp_query')}, shader-f16 {info.get('shader_f16')}")
     print(f"browser images/s: {r['images_per_sec']:.1f}")
     if not ok:
         print(f"browser: FAILED (need {n} images, all argmax equal, max |dprob| <= {args.tolerance}, a screenshot)")
@@ -184,6 +192,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--pictures", type=int, default=16, help="also run this many images as PNG files")
     p.add_argument("--tolerance", type=float, default=1e-4)
+    p.add_argument("--kernel", help="force a conv kernel variant in the page (?kernel=)")
     p.add_argument("--screenshot", default=str(WEB.parent / "target" / "web-check" / "screenshot.png"))
     p.add_argument("--chromium", default="chromium")
     p.add_argument("--timeout", type=int, default=900)

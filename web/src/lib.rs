@@ -8,7 +8,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use resnet8::dataset::{self, CIFAR10_CLASSES};
-use resnet8::engine::gpu::{GpuContext, GpuEngine};
+use resnet8::engine::gpu::{GpuContext, GpuEngine, Tuning};
 use resnet8::{import, passes};
 
 #[wasm_bindgen(start)]
@@ -32,14 +32,20 @@ pub struct Classifier {
 #[wasm_bindgen]
 impl Classifier {
     /// Loads a `.safetensors` written by `resnet8 convert` and opens the GPU.
-    pub async fn load(model: Vec<u8>) -> Result<Classifier, JsError> {
+    /// `kernel` picks the conv kernels like `RESNET8_TUNE` natively (a
+    /// variant name, or `off`/absent for the default per layer).
+    pub async fn load(model: Vec<u8>, kernel: Option<String>) -> Result<Classifier, JsError> {
         let model = import::load_safetensors_bytes(model, "model file").map_err(js_err)?;
         let graph = passes::optimize(&model.graph);
         let image_len = graph.input_shape().iter().product();
         let classes = graph.nodes[graph.output].size();
         let ctx = GpuContext::new(None, None).await.map_err(js_err)?;
         let adapter = serde_json::to_string(&ctx.adapter).map_err(js_err)?;
-        let engine = GpuEngine::new(ctx, graph).await.map_err(js_err)?;
+        let tuning = match kernel.as_deref() {
+            Some(k) => Tuning::parse(k).map_err(js_err)?,
+            None => Tuning::Default,
+        };
+        let engine = GpuEngine::with_tuning(ctx, graph, tuning).await.map_err(js_err)?;
         Ok(Classifier { engine: Rc::new(RefCell::new(engine)), adapter, image_len, classes })
     }
 
@@ -58,6 +64,13 @@ impl Classifier {
     #[wasm_bindgen(getter)]
     pub fn classes(&self) -> usize {
         self.classes
+    }
+
+    /// The engine's plan for 8-bit pictures (JSON): dispatches, activation
+    /// bytes per image, whether pixels go up packed, each layer's kernel.
+    #[wasm_bindgen(getter)]
+    pub fn kernels(&self) -> String {
+        serde_json::to_string(&self.engine.borrow().plan_summary()).unwrap_or_default()
     }
 
     /// The largest batch one submission holds on this adapter.
