@@ -31,9 +31,11 @@ override RESIDUAL: bool;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dst: array<vec4<f32>>;
+// Activations are stored as `act` (f32, or f16 with --precision f16; the
+// host generates the alias); arithmetic is f32.
+@group(0) @binding(4) var<storage, read_write> dst: array<vec4<act>>;
 // The block's other input when RESIDUAL (else the input again, unread).
-@group(0) @binding(5) var<storage, read> residual: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> residual: array<vec4<act>>;
 
 fn finish(index: u32, c: u32, acc: vec4<f32>) {
     if (c >= OUT_C) {
@@ -41,12 +43,12 @@ fn finish(index: u32, c: u32, acc: vec4<f32>) {
     }
     var y = acc;
     if (RESIDUAL) {
-        y += residual[index];
+        y += vec4<f32>(residual[index]);
     }
     if (RELU) {
         y = max(y, vec4<f32>(0.0));
     }
-    dst[index] = y;
+    dst[index] = vec4<act>(y);
 }
 
 @compute @workgroup_size(WG)

@@ -11,10 +11,11 @@ override OUT_C: u32;
 override ACT: u32; // 0 linear, 1 relu, 2 softmax
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
+// Activations in and out are `act` (f32, or f16); arithmetic is f32.
+@group(0) @binding(1) var<storage, read> src: array<act>;
 @group(0) @binding(2) var<storage, read> weights: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dst: array<act>;
 
 var<workgroup> pooled: array<f32, HEAD_MAX>;
 var<workgroup> logits: array<f32, HEAD_MAX>;
@@ -30,7 +31,7 @@ fn head(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         var sum = 0.0;
         if (live) {
             for (var px = 0u; px < PIXELS; px++) {
-                sum += src[(n * PIXELS + px) * IN_C + c];
+                sum += f32(src[(n * PIXELS + px) * IN_C + c]);
             }
         }
         pooled[c] = sum / f32(PIXELS);
@@ -65,6 +66,6 @@ fn head(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         if (ACT == 2u) {
             y = exp(y - m) / total;
         }
-        dst[n * OUT_C + o] = y;
+        dst[n * OUT_C + o] = act(y);
     }
 }

@@ -9,7 +9,7 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use resnet8::compare::{compare_layers, DiffStats, Tolerance};
 use resnet8::engine::cpu::run_graph;
-use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Tuning, Variant};
+use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Precision, Tuning, Variant};
 use resnet8::engine::{argmax_rows, run_batched, Engine};
 use resnet8::graph::Graph;
 use resnet8::{dataset, import, npy, passes};
@@ -46,11 +46,15 @@ fn random_inputs(n: usize, seed: u64) -> Vec<f32> {
 
 /// Every node of `graph` on the GPU against the CPU engine.
 fn assert_gpu_matches_cpu(engine: &mut GpuEngine, images: &[f32], n: usize, what: &str) {
+    assert_gpu_matches_cpu_within(engine, images, n, what, TOL);
+}
+
+fn assert_gpu_matches_cpu_within(engine: &mut GpuEngine, images: &[f32], n: usize, what: &str, tol: Tolerance) {
     let graph = engine.graph().clone();
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let gpu_out = engine.run(images, n, &all).unwrap();
     let cpu_out = run_graph(&graph, images, n, &all).unwrap();
-    let layers = compare_layers(&graph, &gpu_out, &cpu_out, n, None, TOL);
+    let layers = compare_layers(&graph, &gpu_out, &cpu_out, n, None, tol);
     let mut worst = 0.0f32;
     for l in &layers {
         let d = l.gpu_vs_cpu;
@@ -115,6 +119,28 @@ fn check_variants(backends: wgpu::Backends, largest: usize) {
                 &format!("{backends:?} {label} {} random", variant.name()),
             );
         }
+    }
+}
+
+#[test]
+fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
+    // f16 storage, f32 arithmetic: every layer of the fused graph within 1e-2
+    // of the CPU's f32, for each conv kernel that has an f16 form.
+    let model = import::load(&model_h5()).unwrap();
+    let graph = passes::optimize(&model.graph);
+    let head = dataset::load(&head_bin(), Some(256)).unwrap();
+    for variant in [Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled] {
+        let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
+        let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+        assert!(ctx.f16, "lavapipe has shader-f16");
+        let engine = GpuEngine::with_options(ctx, graph.clone(), Tuning::Force(variant), Precision::F16);
+        let mut e = pollster::block_on(engine).unwrap();
+        for n in [1, 7, 256] {
+            let what = format!("f16 {}", variant.name());
+            assert_gpu_matches_cpu_within(&mut e, head.batch(0..n), n, &what, Tolerance::Permissive);
+        }
+        let what = format!("f16 {} random", variant.name());
+        assert_gpu_matches_cpu_within(&mut e, &random_inputs(7, seed()), 7, &what, Tolerance::Permissive);
     }
 }
 
@@ -234,6 +260,43 @@ fn pipelined_batches_equal_one_batch_at_a_time() {
 }
 
 // ---- the binary, --device gpu ----
+
+#[test]
+fn f16_predictions_agree_with_keras_and_bad_f16_requests_are_refused() {
+    if adapter(wgpu::Backends::VULKAN).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("probs.npy");
+    let (m, head) = (model_h5(), head_bin());
+    let (m, head) = (m.to_str().unwrap(), head.to_str().unwrap());
+    let args = ["predict", "--model", m, "--data", head, "--backend", "vulkan", "--precision", "f16"];
+    resnet8_ok(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    let ours = npy::read_npy(&out).unwrap();
+    let keras = &npy::read_npz(&reference("keras_head.npz")).unwrap()["probs"];
+    let same = argmax_rows(&ours.data, 10).iter().zip(argmax_rows(&keras.data, 10)).filter(|(a, b)| **a == *b).count();
+    let dprob = max_abs_diff(&ours.data, &keras.data);
+    eprintln!("f16 on lavapipe: same argmax as Keras on {same}/1017, max |dprob| {dprob:e}");
+    assert!(same >= 1012, "f16 agrees with Keras on only {same} of 1017 images");
+    assert!(!out.with_extension("npy.tmp").exists());
+
+    // The CPU engine has no f16; GL has no shader-f16; the unfolded graph has
+    // layers without an f16 kernel: each a clear error, nothing written.
+    for (extra, says) in
+        [(&["--device", "cpu"][..], "runs on the GPU only"), (&["--backend", "gl"][..], "no shader-f16")]
+    {
+        let bad = dir.path().join("bad.npy");
+        let args = ["predict", "--model", m, "--data", head, "--limit", "8", "--precision", "f16", "--out"];
+        let o = resnet8(&[&args[..], &[bad.to_str().unwrap()], extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!bad.exists());
+    }
+    let o = resnet8(&["diff", "--model", m, "--data", head, "--precision", "f16", "--backend", "vulkan"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no f16 kernel") && err.contains("batch_normalization"), "{err}");
+}
 
 #[test]
 fn gpu_predict_matches_keras_and_eval_reproduces_accuracy() {

@@ -10,17 +10,22 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::model_h5;
-use resnet8::engine::gpu::kernels::{Input, Variant};
+use resnet8::engine::gpu::kernels::{Input, Precision, Variant};
 use resnet8::engine::gpu::lower::{self, DeviceCaps};
 use resnet8::engine::gpu::{SHADER_COMMON, SHADER_SOURCES};
 use resnet8::{import, passes};
 
-fn parse(variant: Variant, input: Input) -> (naga::Module, naga::valid::ModuleInfo) {
-    let source = variant.source(input);
+fn parse(variant: Variant, input: Input, precision: Precision) -> (naga::Module, naga::valid::ModuleInfo) {
+    let source = variant.source(input, precision);
     let module = naga::front::wgsl::parse_str(&source)
         .unwrap_or_else(|e| panic!("{}: {}", variant.name(), e.emit_to_string(&source)));
-    let caps =
-        if variant.uses_subgroups() { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() };
+    let mut caps = naga::valid::Capabilities::empty();
+    if variant.uses_subgroups() {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if precision == Precision::F16 {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
     let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
         .subgroup_operations(naga::valid::SubgroupOperationSet::all())
@@ -38,7 +43,10 @@ fn every_shader_file_is_embedded_and_used() {
         for input in [Input::F32, Input::Packed8] {
             if input == Input::F32 || v.takes_input_part() {
                 used.extend(v.files(input));
-                parse(v, input);
+                parse(v, input, Precision::F32);
+                if v.takes_f16() {
+                    parse(v, input, Precision::F16);
+                }
             }
         }
     }
@@ -57,33 +65,35 @@ fn every_shader_file_is_embedded_and_used() {
 #[test]
 fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     let model = import::load(&model_h5()).unwrap();
-    let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true };
     let mut pipelines = BTreeSet::new();
-    for graph in [model.graph.clone(), passes::optimize(&model.graph)] {
+    let graphs = [model.graph.clone(), passes::optimize(&model.graph)];
+    for (graph, precision) in graphs.iter().flat_map(|g| [(g, Precision::F32), (g, Precision::F16)]) {
+        let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true, precision };
         for id in 0..graph.nodes.len() {
             for variant in std::iter::once(None).chain(Variant::CONV.map(Some)) {
                 for input in [Input::F32, Input::Packed8] {
-                    if let Ok(Some(l)) = lower::lower(&graph, id, variant, caps, input) {
+                    if let Ok(Some(l)) = lower::lower(graph, id, variant, caps, input) {
                         let constants = l.constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>();
-                        pipelines.insert((l.variant, l.input, constants));
+                        pipelines.insert((l.variant, l.input, l.precision, constants));
                     }
                 }
             }
         }
     }
-    assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _, _)| v == c)));
+    assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _, _, _)| v == c)));
+    assert!(pipelines.iter().any(|(_, _, p, _)| *p == Precision::F16));
     let spirv_val =
         which("spirv-val").expect("spirv-val not found: install Debian's spirv-tools (scripts/setup.sh does)");
     let dir = tempfile::tempdir().unwrap();
-    assert!(pipelines.iter().any(|(_, input, _)| *input == Input::Packed8));
-    for (variant, input, constants) in &pipelines {
-        let (module, info) = parse(*variant, *input);
+    assert!(pipelines.iter().any(|(_, input, _, _)| *input == Input::Packed8));
+    for (variant, input, precision, constants) in &pipelines {
+        let (module, info) = parse(*variant, *input, *precision);
         let mut pc = naga::back::PipelineConstants::default();
         for (k, bits) in constants {
             pc.insert(k.to_string(), f64::from_bits(*bits));
         }
         let entry = variant.spec().1;
-        let what = format!("{} {input:?} {constants:?}", variant.name());
+        let what = format!("{} {input:?} {precision:?} {constants:?}", variant.name());
         let (module, info) = naga::back::pipeline_constants::process_overrides(
             &module,
             &info,

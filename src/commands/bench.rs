@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::json;
 
+use resnet8::engine::gpu::Precision;
 use resnet8::engine::run_batched;
 
 use super::device::{DeviceKind, EngineArgs, GpuArgs};
@@ -33,6 +34,9 @@ pub struct BenchArgs {
     /// Untimed runs first (pipeline compilation, buffer allocation).
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Activation storage on the GPU (see `eval --help`).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
     /// Also time every kernel variant of every conv layer (GPU).
     #[arg(long)]
     variants: bool,
@@ -74,7 +78,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let model = args.model.load()?;
-    let engine_args = EngineArgs { device: args.device, gpu: args.gpu.clone(), batch: args.batch };
+    let engine_args =
+        EngineArgs { device: args.device, gpu: args.gpu.clone(), batch: args.batch, precision: args.precision };
     let mut opened = engine_args.open(&model.graph, !args.json)?;
     let graph = opened.graph.clone();
     let batch = opened.batch;

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
 use resnet8::engine::cpu::CpuEngine;
-use resnet8::engine::gpu::{self, GpuContext, GpuEngine};
+use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Precision, Tuning};
 use resnet8::engine::Engine;
 use resnet8::graph::Graph;
 use resnet8::passes;
@@ -60,6 +60,10 @@ pub struct EngineArgs {
     /// Images per batch (default: 256, or less where the adapter's limits require).
     #[arg(long)]
     pub batch: Option<usize>,
+    /// How the GPU stores activations and conv weights: f16 halves the memory
+    /// traffic (f32 arithmetic; needs shader-f16; not exact).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
 }
 
 pub struct OpenedEngine {
@@ -88,7 +92,9 @@ impl EngineArgs {
         if want_gpu {
             match self.gpu.open_context() {
                 Ok(ctx) => {
-                    let engine = pollster::block_on(GpuEngine::new(ctx, graph.clone()))?;
+                    let tuning = Tuning::from_env()?;
+                    let engine =
+                        pollster::block_on(GpuEngine::with_options(ctx, graph.clone(), tuning, self.precision))?;
                     let (max, limit) = engine.max_batch();
                     let batch = self.batch.unwrap_or_else(|| engine.default_batch());
                     if batch > max && announce {
@@ -108,6 +114,9 @@ impl EngineArgs {
                 // Always said, even with --json (stderr): a silent CPU run would mislead.
                 Err(e) => eprintln!("no GPU ({e:#}); running on the CPU"),
             }
+        }
+        if self.precision != Precision::F32 {
+            bail!("--precision {:?} runs on the GPU only (the CPU reference engine computes f32)", self.precision);
         }
         let engine = CpuEngine::new(graph.clone());
         Ok(OpenedEngine {

@@ -12,6 +12,7 @@ use serde::Serialize;
 use resnet8::compare::{compare_layers, reference_key, DiffStats, LayerDiff, Tolerance};
 use resnet8::engine::argmax_rows;
 use resnet8::engine::cpu::run_graph;
+use resnet8::engine::gpu::Precision;
 use resnet8::graph::{Graph, Tensor};
 use resnet8::{npy, passes};
 
@@ -38,6 +39,9 @@ pub struct DiffArgs {
     folded: bool,
     #[arg(long, value_enum, default_value = "balanced")]
     tolerance: Tolerance,
+    /// GPU activation storage; f16 needs --folded and the permissive tolerance.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
     #[command(flatten)]
     gpu: GpuArgs,
     /// Write an SVG plot of the error per layer.
@@ -70,7 +74,8 @@ pub fn run(args: DiffArgs) -> Result<()> {
     let data = DataArgs { data: args.data.clone(), limit: Some(args.images) }.load()?;
     let n = data.len();
     let graph: Graph = if args.folded { passes::optimize(&model.graph) } else { model.graph.clone() };
-    let engine_args = EngineArgs { device: DeviceKind::Gpu, gpu: args.gpu.clone(), batch: None };
+    let engine_args =
+        EngineArgs { device: DeviceKind::Gpu, gpu: args.gpu.clone(), batch: None, precision: args.precision };
     let mut opened = engine_args.open_graph(graph.clone(), false)?;
     let all: Vec<usize> = (0..graph.nodes.len()).collect();
     let gpu_out = opened.engine.run(&data.images, n, &all)?;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Input, Pipelines, Variant};
+use super::kernels::{Input, Pipelines, Precision, Variant};
 use super::lower::{self, DeviceCaps, Lowered, Role};
-use super::memory::{self, MemoryPlan, ACTIVATION_BYTES};
+use super::memory::{self, MemoryPlan};
 use super::profile::Timestamps;
 use super::tuning::{self, Tuning};
 use super::GpuContext;
@@ -77,12 +77,29 @@ impl GpuEngine {
     }
 
     pub async fn with_tuning(ctx: GpuContext, graph: Graph, tuning: Tuning) -> Result<Self> {
+        Self::with_options(ctx, graph, tuning, Precision::F32).await
+    }
+
+    /// [`GpuEngine::with_tuning`] storing activations (and conv weights) at
+    /// `precision`; f16 needs the adapter's `shader-f16` and runs the fused
+    /// graph's kernels only (a layer without an f16 kernel is an error naming it).
+    pub async fn with_options(ctx: GpuContext, graph: Graph, tuning: Tuning, precision: Precision) -> Result<Self> {
+        if precision == Precision::F16 && !ctx.f16 {
+            return Err(Error::Gpu(format!(
+                "{} has no shader-f16: --precision f16 cannot run there",
+                ctx.adapter.name
+            )));
+        }
         let caps = DeviceCaps {
             max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size,
             subgroups: ctx.subgroup_kernels(),
+            precision,
         };
         let alias: Vec<bool> = graph.nodes.iter().map(|n| lower::is_alias(&n.op)).collect();
-        let memory = memory::plan(&graph, &alias);
+        let input_values = graph.nodes[graph.input].size() as u64
+            / graph.input_shape().last().copied().unwrap_or(1).max(1) as u64
+            * lower::stored_input_channels(graph.input_shape().last().copied().unwrap_or(1) as u32, precision) as u64;
+        let memory = memory::plan(&graph, &alias, precision.bytes(), input_values);
         let mut engine = GpuEngine {
             ctx,
             graph,
@@ -159,6 +176,12 @@ impl GpuEngine {
         slots
     }
 
+    /// Bytes of node `id`'s output for `batch` images as stored, in whole
+    /// 4-byte words (copies and bindings come in those).
+    fn stored_values_bytes(&self, id: NodeId, batch: usize) -> u64 {
+        (self.graph.nodes[id].size() as u64 * batch as u64 * self.caps.precision.bytes()).next_multiple_of(4)
+    }
+
     /// Whether inputs of whole 8-bit pixel values go to the GPU packed.
     pub fn packs_input(&self) -> bool {
         self.packed_steps.is_some()
@@ -173,7 +196,7 @@ impl GpuEngine {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let name = &self.graph.nodes[id].name;
         let buffers = upload_constants(device, &lowered, name);
-        self.pipelines.get(device, lowered.variant, lowered.input, &lowered.constants);
+        self.pipelines.get(device, &lowered.pipeline_key());
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!(
                 "layer '{name}': building its {} kernel failed: {e}",
@@ -222,7 +245,7 @@ impl GpuEngine {
                 (n.size() / n.shape.last().copied().unwrap_or(1).max(1)) as u64 * 4
             // one u32 per pixel
             } else {
-                n.size() as u64 * ACTIVATION_BYTES
+                n.size() as u64 * self.caps.precision.bytes()
             }
         };
         let mut bytes = 0u64;
@@ -252,7 +275,7 @@ impl GpuEngine {
         let by_binding = l.max_storage_buffer_binding_size / per_image;
         let by_buffer = l.max_buffer_size / per_image;
         // Shader indices are u32.
-        let by_index = (u32::MAX as u64) / (per_image / ACTIVATION_BYTES).max(1);
+        let by_index = (u32::MAX as u64) / self.memory.slot_values_per_image;
         let by_dispatch = {
             let max_threads = self
                 .steps
@@ -322,7 +345,7 @@ impl GpuEngine {
             let device = &self.ctx.device;
             let name = &self.graph.nodes[id].name;
             let slot = |node: NodeId| &self.slots[self.memory.slot_of[node]];
-            let layout = &self.pipelines.built(l.variant, l.input, &l.constants).layout;
+            let layout = &self.pipelines.built(&l.pipeline_key()).layout;
             let buffers = Buffers { activation: &slot, constants: &step.buffers, output: slot(id) };
             let bind_group = bind_group(device, layout, l, batch, name, buffers);
             dispatches.push(Dispatch { node: id, bind_group, workgroups: l.workgroups(batch as u64, max_dim) });
@@ -352,8 +375,7 @@ impl GpuEngine {
         let image_len: usize = self.graph.input_shape().iter().product();
         check_request(&self.graph, input, input.len() / image_len.max(1), nodes)?;
         // The read-back buffer must fit too.
-        let readback_per_image: u64 =
-            nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES).sum::<u64>().max(4);
+        let readback_per_image: u64 = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4).sum::<u64>().max(4);
         let limit = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
         let chunk = batch.clamp(1, limit);
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
@@ -390,10 +412,19 @@ impl GpuEngine {
         let input_slot = &slots[slot_of[self.graph.input]];
         match &words {
             Some(words) => self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(words)),
-            None => self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(input)),
+            None => match self.caps.precision {
+                Precision::F32 => self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(input)),
+                Precision::F16 => {
+                    let stored = lower::stored_input_channels(channels as u32, Precision::F16) as usize;
+                    let padded: Vec<f32> = input
+                        .chunks(channels)
+                        .flat_map(|px| px.iter().copied().chain(std::iter::repeat(0.0)).take(stored))
+                        .collect();
+                    self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(&to_f16_words(&padded)))
+                }
+            },
         }
-        let sizes: Vec<u64> =
-            nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * ACTIVATION_BYTES * batch as u64).collect();
+        let sizes: Vec<u64> = nodes.iter().map(|&n| self.stored_values_bytes(n, batch)).collect();
         let mut offsets = Vec::with_capacity(nodes.len());
         let mut total = 0u64;
         for s in &sizes {
@@ -414,8 +445,9 @@ impl GpuEngine {
             while self.steps[producer].is_none() && !matches!(self.graph.nodes[producer].op, Op::Input) {
                 producer = self.graph.nodes[producer].inputs[0];
             }
-            // Packed, the input buffer holds bytes: the input comes from the host.
-            if packed && producer == self.graph.input {
+            // Packed or f16, the input buffer holds other values than given:
+            // the input comes from the host.
+            if (packed || self.caps.precision == Precision::F16) && producer == self.graph.input {
                 continue;
             }
             copies.entry(producer).or_default().push(k);
@@ -432,7 +464,7 @@ impl GpuEngine {
         copy_out(&mut encoder, self.graph.input);
         for (d, dispatch) in plan.dispatches.iter().enumerate() {
             let l = &self.step(dispatch.node, packed).expect("dispatched nodes have steps").lowered;
-            let pipeline = &self.pipelines.built(l.variant, l.input, &l.constants).pipeline;
+            let pipeline = &self.pipelines.built(&l.pipeline_key()).pipeline;
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&self.graph.nodes[dispatch.node].name),
@@ -455,11 +487,12 @@ impl GpuEngine {
         let copied: Vec<bool> = (0..nodes.len()).map(|k| copies.values().any(|ks| ks.contains(&k))).collect();
         let from_host = copied.iter().any(|c| !c).then(|| input.to_vec());
         let dispatched: Vec<NodeId> = plan.dispatches.iter().map(|d| d.node).collect();
+        let values = nodes.iter().map(|&n| self.graph.nodes[n].size() * batch).collect();
         Ok(Pending {
             batch,
             readback,
             offsets,
-            sizes,
+            values,
             copied,
             from_host,
             submission,
@@ -470,15 +503,24 @@ impl GpuEngine {
     /// Waits for a submitted batch and reads its outputs back.
     async fn finish_chunk(&mut self, p: Pending) -> Result<Vec<Vec<f32>>> {
         let bytes = read_buffer(&self.ctx, &p.readback, Some(p.submission.clone())).await?;
-        let floats: &[f32] = bytemuck::cast_slice(&bytes);
+        let precision = self.caps.precision;
         let out = p
             .offsets
             .iter()
-            .zip(&p.sizes)
+            .zip(&p.values)
             .zip(&p.copied)
-            .map(|((&o, &s), &copied)| match (copied, &p.from_host) {
+            .map(|((&o, &n), &copied)| match (copied, &p.from_host) {
                 (false, Some(input)) => input.clone(),
-                _ => floats[(o / 4) as usize..((o + s) / 4) as usize].to_vec(),
+                _ => {
+                    let at = &bytes[o as usize..];
+                    match precision {
+                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&at[..n * 4]),
+                        Precision::F16 => at[..n * 2]
+                            .chunks_exact(2)
+                            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                            .collect(),
+                    }
+                }
             })
             .collect();
 
@@ -524,7 +566,7 @@ impl GpuEngine {
                 mapped_at_creation: false,
             })
         };
-        let activation = |j: NodeId| storage(self.graph.nodes[j].size() as u64 * ACTIVATION_BYTES * batch as u64);
+        let activation = |j: NodeId| storage(self.stored_values_bytes(j, batch));
         let constants = upload_constants(device, &l, "tuning");
         let output = activation(id);
         let inputs: HashMap<NodeId, wgpu::Buffer> = l
@@ -533,7 +575,7 @@ impl GpuEngine {
             .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
             .map(|j| (j, activation(j)))
             .collect();
-        let pipeline = self.pipelines.get(device, l.variant, l.input, &l.constants);
+        let pipeline = self.pipelines.get(device, &l.pipeline_key());
         let buffers = Buffers { activation: &|j| &inputs[&j], constants: &constants, output: &output };
         let bind_group = bind_group(device, &pipeline.layout, &l, batch, "tuning", buffers);
         let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
@@ -587,16 +629,27 @@ impl GpuEngine {
     }
 }
 
+/// `values` as f16, padded to whole 4-byte words (buffer writes come in those).
+fn to_f16_words(values: &[f32]) -> Vec<half::f16> {
+    let mut halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+    halves.resize(halves.len().next_multiple_of(2), half::f16::ZERO);
+    halves
+}
+
 /// Uploads a lowered node's constant buffers (weights, bias, scales).
 fn upload_constants(device: &wgpu::Device, l: &Lowered, label: &str) -> Vec<wgpu::Buffer> {
     l.buffers
         .iter()
         .map(|b| {
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(&b.data),
-                usage: if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE },
-            })
+            let halves: Vec<half::f16>;
+            let contents: &[u8] = if b.half {
+                halves = to_f16_words(&b.data);
+                bytemuck::cast_slice(&halves)
+            } else {
+                bytemuck::cast_slice(&b.data)
+            };
+            let usage = if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE };
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
         })
         .collect()
 }
@@ -662,7 +715,8 @@ struct Pending {
     batch: usize,
     readback: wgpu::Buffer,
     offsets: Vec<u64>,
-    sizes: Vec<u64>,
+    /// Values per requested node.
+    values: Vec<usize>,
     /// Per requested node: copied to `readback` (else it is the input, kept on the host).
     copied: Vec<bool>,
     from_host: Option<Vec<f32>>,

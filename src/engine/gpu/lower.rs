@@ -4,7 +4,8 @@
 //! naming the node and why.
 
 use super::kernels::{
-    Constants, Input, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
+    Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS,
+    WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
 
@@ -58,6 +59,8 @@ pub enum Role {
 /// A constant buffer: packed weights, bias or scale.
 pub struct ConstantBuffer {
     pub data: Vec<f32>,
+    /// Stored as f16 (the weights of f16 convs); else f32.
+    pub half: bool,
     /// Bound as a uniform buffer (else storage).
     pub uniform: bool,
 }
@@ -76,6 +79,8 @@ pub struct Lowered {
     pub variant: Variant,
     /// How the kernel's first input is stored.
     pub input: Input,
+    /// How activations are stored.
+    pub precision: Precision,
     pub constants: Constants,
     /// The parameter block; `n` and `len` (times the batch) are set per batch.
     pub params: Params,
@@ -100,6 +105,8 @@ pub struct Declined {
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceCaps {
     pub max_uniform_buffer_binding_size: u64,
+    /// The engine's activation storage: f16 lowers only the kernels that take it.
+    pub precision: Precision,
     /// Subgroup operations with at least 8 invocations per subgroup, and a
     /// shader path that can use them (native wgpu: browsers need an
     /// `enable subgroups;` that naga does not accept yet).
@@ -119,6 +126,16 @@ fn hwc(shape: &[usize]) -> [u32; 3] {
     match *shape {
         [h, w, c] => [h as u32, w as u32, c as u32],
         _ => [1, 1, shape.iter().product::<usize>() as u32],
+    }
+}
+
+/// The channels the graph input is stored with when not packed: as given in
+/// f32; padded with zeros to a multiple of 4 in f16, so the first conv reads
+/// whole vec4s (its weights padded alike).
+pub fn stored_input_channels(channels: u32, precision: Precision) -> u32 {
+    match precision {
+        Precision::F32 => channels,
+        Precision::F16 => channels.next_multiple_of(4),
     }
 }
 
@@ -172,8 +189,15 @@ pub fn lower(
     if packed && in_c > 4 {
         return Err(decline(first, format!("8-bit input packs at most 4 channels per pixel, not {in_c}")));
     }
-    // The channels as stored: packed pixels always have 4.
-    let in_c = if packed { 4 } else { in_c };
+    // The channels as stored: packed pixels always have 4; an f16 graph
+    // input is padded to a multiple of 4 (see `stored_input_channels`).
+    let in_c = if packed {
+        4
+    } else if input == graph.input {
+        stored_input_channels(in_c, caps.precision)
+    } else {
+        in_c
+    };
     let [out_h, out_w, out_c] = hwc(&node.shape);
     let size = node.size() as u64;
     let mut params = Params { in_h, in_w, in_c, out_h, out_w, out_c, ..Default::default() };
@@ -225,7 +249,7 @@ pub fn lower(
             let chosen = match variant {
                 Some(v) => v,
                 None => {
-                    if specialised(Variant::ConvDirect).is_ok() || packed {
+                    if specialised(Variant::ConvDirect).is_ok() || packed || caps.precision == Precision::F16 {
                         Variant::ConvDirect
                     } else {
                         Variant::ConvGeneric
@@ -249,6 +273,12 @@ pub fn lower(
                     }
                     if chosen == Variant::ConvSubgroup && !caps.subgroups {
                         return Err(decline(chosen, "needs subgroups of at least 8 invocations".into()));
+                    }
+                    if chosen == Variant::ConvUniform && caps.precision == Precision::F16 {
+                        return Err(decline(
+                            chosen,
+                            "has no f16 kernel (uniform arrays of vec4<f16> are misaligned)".into(),
+                        ));
                     }
                     if chosen == Variant::ConvUniform {
                         let bytes = w.len() as u64 * 4;
@@ -298,11 +328,15 @@ pub fn lower(
             Lowered {
                 variant: chosen,
                 input: if packed { Input::Packed8 } else { Input::F32 },
+                precision: Precision::F32,
                 constants,
                 params,
                 len_per_image: 0,
                 bindings,
-                buffers: vec![ConstantBuffer { data: w, uniform }, ConstantBuffer { data: b, uniform: false }],
+                buffers: vec![
+                    ConstantBuffer { data: w, uniform, half: caps.precision == Precision::F16 },
+                    ConstantBuffer { data: b, uniform: false, half: false },
+                ],
                 grid,
             }
         }
@@ -313,13 +347,14 @@ pub fn lower(
             Lowered {
                 variant: Variant::BatchNorm,
                 input: Input::F32,
+                precision: Precision::F32,
                 constants: vec![],
                 params,
                 len_per_image: size,
                 bindings,
                 buffers: vec![
-                    ConstantBuffer { data: scale, uniform: false },
-                    ConstantBuffer { data: offset, uniform: false },
+                    ConstantBuffer { data: scale, uniform: false, half: false },
+                    ConstantBuffer { data: offset, uniform: false, half: false },
                 ],
                 grid: threads(size),
             }
@@ -330,6 +365,7 @@ pub fn lower(
             Lowered {
                 variant,
                 input: Input::F32,
+                precision: Precision::F32,
                 constants: vec![],
                 params,
                 len_per_image: len,
@@ -349,6 +385,7 @@ pub fn lower(
             Lowered {
                 variant: Variant::Add,
                 input: Input::F32,
+                precision: Precision::F32,
                 constants: vec![],
                 params,
                 len_per_image: size,
@@ -368,6 +405,7 @@ pub fn lower(
             Lowered {
                 variant,
                 input: Input::F32,
+                precision: Precision::F32,
                 constants: vec![],
                 params,
                 len_per_image: 0,
@@ -379,6 +417,7 @@ pub fn lower(
         Op::GlobalAvgPool => Lowered {
             variant: Variant::GlobalAvgPool,
             input: Input::F32,
+            precision: Precision::F32,
             constants: vec![],
             params,
             len_per_image: 0,
@@ -392,8 +431,8 @@ pub fn lower(
             let mut bindings = unary;
             bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
             let buffers = vec![
-                ConstantBuffer { data: weight.data.clone(), uniform: false },
-                ConstantBuffer { data: b, uniform: false },
+                ConstantBuffer { data: weight.data.clone(), uniform: false, half: false },
+                ConstantBuffer { data: b, uniform: false, half: false },
             ];
             if pooled {
                 if in_c > HEAD_MAX || out_c > HEAD_MAX {
@@ -405,6 +444,7 @@ pub fn lower(
                 Lowered {
                     variant: Variant::Head,
                     input: Input::F32,
+                    precision: Precision::F32,
                     constants: vec![
                         ("PIXELS", (in_h * in_w) as f64),
                         ("IN_C", in_c as f64),
@@ -425,6 +465,7 @@ pub fn lower(
                 Lowered {
                     variant: Variant::Dense,
                     input: Input::F32,
+                    precision: Precision::F32,
                     constants: vec![],
                     params,
                     len_per_image: 0,
@@ -435,10 +476,23 @@ pub fn lower(
             }
         }
     };
+    let mut lowered = lowered;
+    if caps.precision == Precision::F16 && !lowered.variant.takes_f16() {
+        return Err(decline(
+            lowered.variant,
+            "has no f16 kernel (f16 runs the fused graph: specialised convs and the head)".into(),
+        ));
+    }
+    lowered.precision = caps.precision;
     Ok(Some(lowered))
 }
 
 impl Lowered {
+    /// The pipeline this node runs.
+    pub fn pipeline_key(&self) -> PipelineKey {
+        PipelineKey::new(self.variant, self.input, self.precision, &self.constants)
+    }
+
     /// Workgroups (x, y, z) for `batch` images: x up to `max_dim`, the rest
     /// spilling into z (see `flat_index` in `shaders/common.wgsl`).
     pub fn workgroups(&self, batch: u64, max_dim: u64) -> (u32, u32, u32) {
@@ -467,7 +521,8 @@ mod tests {
     use super::*;
     use crate::passes::tests::tiny_resnet;
 
-    const CAPS: DeviceCaps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true };
+    const CAPS: DeviceCaps =
+        DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true, precision: Precision::F32 };
 
     #[test]
     fn convs_choose_a_variant_or_say_why_not() {
@@ -489,7 +544,7 @@ mod tests {
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
-        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384, subgroups: false };
+        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384, subgroups: false, precision: Precision::F32 };
         let err = lower(&g, b, Some(Variant::ConvUniform), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("relu_out"), "{err}");
         let err = lower(&g, b, Some(Variant::ConvSubgroup), small, Input::F32).err().unwrap();

@@ -4,19 +4,20 @@
 
 use crate::graph::Graph;
 
-/// Bytes per activation element (all activations are f32 today).
-pub const ACTIVATION_BYTES: u64 = 4;
-
 pub struct MemoryPlan {
     /// Slot of each node's output.
     pub slot_of: Vec<usize>,
     pub slots: usize,
     /// Bytes per image of the largest activation: every slot's size per image.
     pub slot_bytes_per_image: u64,
+    /// Values per image of the largest activation.
+    pub slot_values_per_image: u64,
 }
 
-/// Plans slots for `graph`, where `alias[i]` says node `i` reuses its input's buffer.
-pub fn plan(graph: &Graph, alias: &[bool]) -> MemoryPlan {
+/// Plans slots for `graph`, where `alias[i]` says node `i` reuses its
+/// input's buffer, for activations of `value_bytes` bytes each and a graph
+/// input stored as `input_values` values per image.
+pub fn plan(graph: &Graph, alias: &[bool], value_bytes: u64, input_values: u64) -> MemoryPlan {
     let nodes = &graph.nodes;
     let mut root: Vec<usize> = (0..nodes.len()).collect();
     for i in 0..nodes.len() {
@@ -54,8 +55,10 @@ pub fn plan(graph: &Graph, alias: &[bool]) -> MemoryPlan {
         released.dedup();
         free.extend(released.into_iter().map(|r| slot_of[r]));
     }
-    let slot_bytes_per_image = nodes.iter().map(|n| n.size() as u64 * ACTIVATION_BYTES).max().unwrap_or(4);
-    MemoryPlan { slot_of, slots: count, slot_bytes_per_image }
+    let slot_values_per_image = nodes.iter().map(|n| n.size() as u64).max().unwrap_or(1).max(input_values).max(1);
+    // Whole 4-byte words: bindings and copies come in multiples of 4.
+    let slot_bytes_per_image = (slot_values_per_image * value_bytes).next_multiple_of(4);
+    MemoryPlan { slot_of, slots: count, slot_bytes_per_image, slot_values_per_image }
 }
 
 #[cfg(test)]
@@ -67,7 +70,7 @@ mod tests {
     fn no_node_writes_a_slot_it_reads_and_live_values_never_share() {
         for g in [tiny_resnet(), crate::passes::optimize(&tiny_resnet())] {
             let alias: Vec<bool> = g.nodes.iter().map(|n| crate::engine::gpu::lower::is_alias(&n.op)).collect();
-            let p = plan(&g, &alias);
+            let p = plan(&g, &alias, 4, g.nodes[g.input].size() as u64);
             let last = g.last_use();
             for (i, n) in g.nodes.iter().enumerate() {
                 if alias[i] {

@@ -9,7 +9,7 @@ mod profile;
 pub mod tuning;
 
 pub use engine::{GpuEngine, PlanSummary};
-pub use kernels::{Variant, SHADER_COMMON, SHADER_SOURCES};
+pub use kernels::{Precision, Variant, SHADER_COMMON, SHADER_SOURCES};
 pub use tuning::Tuning;
 
 use serde::Serialize;
@@ -100,6 +100,8 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub timestamps: bool,
+    /// The device has `shader-f16` (requested wherever the adapter offers it).
+    pub f16: bool,
 }
 
 impl GpuContext {
@@ -154,6 +156,10 @@ impl GpuContext {
         if summary.subgroups {
             features |= wgpu::Features::SUBGROUP;
         }
+        let f16 = summary.shader_f16;
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("resnet8"),
@@ -163,7 +169,7 @@ impl GpuContext {
             })
             .await
             .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", summary.name)))?;
-        Ok(GpuContext { device, queue, adapter: summary, limits, timestamps })
+        Ok(GpuContext { device, queue, adapter: summary, limits, timestamps, f16 })
     }
 
     /// "name (backend, device type, driver)".

@@ -153,7 +153,11 @@ pub fn tuning_batch(engine: &GpuEngine) -> usize {
 
 /// The cached or newly timed choice for every contested conv slot of `engine`.
 pub async fn choose(engine: &mut GpuEngine) -> Result<Vec<(NodeId, Input, Variant)>> {
-    let key = format!("{}|{}", adapter_key(&engine.context().adapter), model_key(engine.graph()));
+    let precision = match engine.caps().precision {
+        super::kernels::Precision::F32 => "",
+        super::kernels::Precision::F16 => " f16",
+    };
+    let key = format!("{}|{}{precision}", adapter_key(&engine.context().adapter), model_key(engine.graph()));
     let cache = Cache::load();
     if let Some(saved) = cache.entries.get(&key) {
         let graph = engine.graph();
