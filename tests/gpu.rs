@@ -299,6 +299,47 @@ fn f16_predictions_agree_with_keras_and_bad_f16_requests_are_refused() {
 }
 
 #[test]
+fn tuning_cache_and_flags_fail_or_recover_cleanly() {
+    if adapter(wgpu::Backends::VULKAN).is_none() {
+        return;
+    }
+    let (m, head) = (model_h5(), head_bin());
+    let (m, head) = (m.to_str().unwrap(), head.to_str().unwrap());
+    let eval = ["eval", "--model", m, "--data", head, "--limit", "16", "--backend", "vulkan", "--json"];
+    let run = |envs: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_resnet8"));
+        cmd.args(eval);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        run_command(&mut cmd)
+    };
+    // A bad RESNET8_TUNE names the variable and what it takes.
+    let o = run(&[("RESNET8_TUNE", "fastest")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("RESNET8_TUNE") && err.contains("conv_subgroup"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A corrupt cache file is ignored and replaced; a cache directory that
+    // cannot be written costs a warning, not the run.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kernel-variants.json"), b"{not json").unwrap();
+    let o = run(&[("RESNET8_CACHE_DIR", dir.path().to_str().unwrap()), ("RESNET8_TUNE", "auto")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("kernel-variants.json")).unwrap()).unwrap();
+    assert!(cache["entries"].as_object().is_some_and(|e| !e.is_empty()), "{cache}");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let o = run(&[("RESNET8_CACHE_DIR", file.join("sub").to_str().unwrap()), ("RESNET8_TUNE", "auto")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("cannot save the kernel choice"), "{err}");
+    // --precision takes f32 or f16 only.
+    let o = resnet8(&["bench", "--model", m, "--precision", "f64"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("f16"), "{err}");
+}
+
+#[test]
 fn gpu_predict_matches_keras_and_eval_reproduces_accuracy() {
     if adapter(wgpu::Backends::all()).is_none() {
         return;

@@ -76,6 +76,8 @@ impl GpuEngine {
         Self::with_tuning(ctx, graph, Tuning::from_env()?).await
     }
 
+    /// Uploads `graph`'s weights and builds its pipelines, with the conv
+    /// kernels `tuning` picks, activations in f32.
     pub async fn with_tuning(ctx: GpuContext, graph: Graph, tuning: Tuning) -> Result<Self> {
         Self::with_options(ctx, graph, tuning, Precision::F32).await
     }
@@ -96,9 +98,9 @@ impl GpuEngine {
             precision,
         };
         let alias: Vec<bool> = graph.nodes.iter().map(|n| lower::is_alias(&n.op)).collect();
-        let input_values = graph.nodes[graph.input].size() as u64
-            / graph.input_shape().last().copied().unwrap_or(1).max(1) as u64
-            * lower::stored_input_channels(graph.input_shape().last().copied().unwrap_or(1) as u32, precision) as u64;
+        let channels = graph.input_shape().last().copied().unwrap_or(1).max(1);
+        let stored_channels = lower::stored_input_channels(channels as u32, precision) as u64;
+        let input_values = graph.nodes[graph.input].size() as u64 / channels as u64 * stored_channels;
         let memory = memory::plan(&graph, &alias, precision.bytes(), input_values);
         let mut engine = GpuEngine {
             ctx,
@@ -140,7 +142,8 @@ impl GpuEngine {
         if tuning == Tuning::Auto {
             for (id, input, v) in tuning::choose(&mut engine).await? {
                 if engine.variant_for(id, input) != Some(v) {
-                    let step = engine.build_step(id, Some(v), input).await?.expect("tuned nodes have kernels");
+                    // A cached choice this device no longer takes keeps the default.
+                    let Ok(Some(step)) = engine.build_step(id, Some(v), input).await else { continue };
                     match input {
                         Input::F32 => engine.steps[id] = Some(step),
                         Input::Packed8 => {
