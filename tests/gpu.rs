@@ -145,6 +145,33 @@ fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
 }
 
 #[test]
+fn every_conv_kernel_at_the_largest_batch_one_submission_holds() {
+    // Indices grow with the batch: each kernel at the adapter's largest
+    // batch (2048 images on lavapipe), its output and logits against the CPU.
+    let model = import::load(&model_h5()).unwrap();
+    let graph = passes::optimize(&model.graph);
+    let head = dataset::load(&head_bin(), None).unwrap();
+    let nodes = [graph.logits_node(), graph.output];
+    let mut cpu: Option<(usize, Vec<Vec<f32>>, Vec<f32>)> = None;
+    for variant in Variant::CONV {
+        let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
+        let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+        let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
+        let n = e.max_batch().0;
+        let (_, want, images) = cpu.get_or_insert_with(|| {
+            let images: Vec<f32> = head.images.iter().copied().cycle().take(n * 32 * 32 * 3).collect();
+            (n, run_graph(&graph, &images, n, &nodes).unwrap(), images)
+        });
+        let got = e.run(images, n, &nodes).unwrap();
+        for (g, w) in got.iter().zip(want.iter()) {
+            let d = DiffStats::new(g, w);
+            assert!(d.within(TOL), "{} at batch {n}: max |d| {}", variant.name(), d.max_abs);
+        }
+        eprintln!("{} at batch {n}: within tolerance", variant.name());
+    }
+}
+
+#[test]
 fn vulkan_conv_variants_match_cpu() {
     check_variants(wgpu::Backends::VULKAN, 256);
 }
