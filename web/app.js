@@ -42,8 +42,10 @@ async function fetchBytes(url) {
 
 async function loadModel(bytes, name) {
   setStatus("loading model, compiling shaders…");
-  // ?kernel=NAME forces a conv kernel variant (see `resnet8 bench --variants`).
-  state.classifier = await Classifier.load(bytes, params.get("kernel") ?? undefined);
+  // ?kernel=NAME forces a conv kernel variant (see `resnet8 bench --variants`);
+  // ?precision=f16 stores activations as f16 where the adapter has shader-f16.
+  state.classifier = await Classifier.load(bytes, params.get("kernel") ?? undefined,
+                                           params.get("precision") ?? undefined);
   const a = JSON.parse(state.classifier.adapter);
   let extra = "";
   try {
@@ -58,7 +60,8 @@ async function loadModel(bytes, name) {
   $("adapter").textContent =
     `adapter: ${state.adapterName} · backend ${a.backend} · ${a.device_type}` +
     (extra && extra !== state.adapterName ? ` · ${extra}` : "") +
-    ` · max storage binding ${(a.max_storage_buffer_binding_size / 2 ** 20).toFixed(0)} MiB · timestamps ${a.timestamp_query ? "yes" : "no"}`;
+    ` · max storage binding ${(a.max_storage_buffer_binding_size / 2 ** 20).toFixed(0)} MiB · timestamps ${a.timestamp_query ? "yes" : "no"}` +
+    ` · runs ${state.classifier.precision}` + (a.shader_f16 ? "" : " (no shader-f16 here)");
   $("s-model").textContent = name;
   updateRunButton();
   setStatus("model ready");

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use resnet8::dataset::{self, CIFAR10_CLASSES};
-use resnet8::engine::gpu::{GpuContext, GpuEngine, Tuning};
+use resnet8::engine::gpu::{GpuContext, GpuEngine, Precision, Tuning};
 use resnet8::{import, passes};
 
 #[wasm_bindgen(start)]
@@ -27,14 +27,20 @@ pub struct Classifier {
     adapter: String,
     image_len: usize,
     classes: usize,
+    precision: Precision,
 }
 
 #[wasm_bindgen]
 impl Classifier {
     /// Loads a `.safetensors` written by `resnet8 convert` and opens the GPU.
     /// `kernel` picks the conv kernels like `RESNET8_TUNE` natively (a
-    /// variant name, or `off`/absent for the default per layer).
-    pub async fn load(model: Vec<u8>, kernel: Option<String>) -> Result<Classifier, JsError> {
+    /// variant name, or `off`/absent for the default per layer); `precision`
+    /// is `f32` (absent) or `f16` (adapters with shader-f16).
+    pub async fn load(
+        model: Vec<u8>,
+        kernel: Option<String>,
+        precision: Option<String>,
+    ) -> Result<Classifier, JsError> {
         let model = import::load_safetensors_bytes(model, "model file").map_err(js_err)?;
         let graph = passes::optimize(&model.graph);
         let image_len = graph.input_shape().iter().product();
@@ -45,8 +51,19 @@ impl Classifier {
             Some(k) => Tuning::parse(k).map_err(js_err)?,
             None => Tuning::Default,
         };
-        let engine = GpuEngine::with_tuning(ctx, graph, tuning).await.map_err(js_err)?;
-        Ok(Classifier { engine: Rc::new(RefCell::new(engine)), adapter, image_len, classes })
+        let precision = match precision.as_deref() {
+            None | Some("f32") => Precision::F32,
+            Some("f16") => Precision::F16,
+            Some(other) => return Err(JsError::new(&format!("precision {other:?}: expected f32 or f16"))),
+        };
+        let engine = GpuEngine::with_options(ctx, graph, tuning, precision).await.map_err(js_err)?;
+        Ok(Classifier { engine: Rc::new(RefCell::new(engine)), adapter, image_len, classes, precision })
+    }
+
+    /// How activations are stored: "f32" or "f16".
+    #[wasm_bindgen(getter)]
+    pub fn precision(&self) -> String {
+        format!("{:?}", self.precision).to_lowercase()
     }
 
     /// The adapter's name, backend, limits (JSON).
