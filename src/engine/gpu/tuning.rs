@@ -75,8 +75,12 @@ pub fn cache_path() -> Option<std::path::PathBuf> {
 }
 
 impl Cache {
+    /// The cache, or an empty one when the file is missing, not a regular
+    /// file of at most 4 MiB (never block on a FIFO) or not valid JSON.
     pub fn load() -> Cache {
+        const MAX_BYTES: u64 = 4 << 20;
         cache_path()
+            .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() <= MAX_BYTES))
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default()
