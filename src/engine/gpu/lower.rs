@@ -326,18 +326,13 @@ pub fn lower(
                 _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
             };
             Lowered {
-                variant: chosen,
                 input: if packed { Input::Packed8 } else { Input::F32 },
-                precision: Precision::F32,
                 constants,
-                params,
-                len_per_image: 0,
-                bindings,
                 buffers: vec![
                     ConstantBuffer { data: w, uniform, half: caps.precision == Precision::F16 },
-                    ConstantBuffer { data: b, uniform: false, half: false },
+                    ConstantBuffer::f32(b),
                 ],
-                grid,
+                ..Lowered::plain(chosen, params, bindings, grid)
             }
         }
         Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
@@ -345,34 +340,15 @@ pub fn lower(
             let mut bindings = unary;
             bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
             Lowered {
-                variant: Variant::BatchNorm,
-                input: Input::F32,
-                precision: Precision::F32,
-                constants: vec![],
-                params,
                 len_per_image: size,
-                bindings,
-                buffers: vec![
-                    ConstantBuffer { data: scale, uniform: false, half: false },
-                    ConstantBuffer { data: offset, uniform: false, half: false },
-                ],
-                grid: threads(size),
+                buffers: vec![ConstantBuffer::f32(scale), ConstantBuffer::f32(offset)],
+                ..Lowered::plain(Variant::BatchNorm, params, bindings, threads(size))
             }
         }
         Op::Activation(a) => {
             let variant = if *a == Activation::Relu { Variant::Relu } else { Variant::Softmax };
             let len = if *a == Activation::Relu { size } else { size / out_c as u64 };
-            Lowered {
-                variant,
-                input: Input::F32,
-                precision: Precision::F32,
-                constants: vec![],
-                params,
-                len_per_image: len,
-                bindings: unary,
-                buffers: vec![],
-                grid: threads(len),
-            }
+            Lowered { len_per_image: len, ..Lowered::plain(variant, params, unary, threads(len)) }
         }
         Op::Add { activation } => {
             if node.inputs.len() != 2 {
@@ -382,58 +358,26 @@ pub fn lower(
                 ));
             }
             params.act = act_code(*activation);
-            Lowered {
-                variant: Variant::Add,
-                input: Input::F32,
-                precision: Precision::F32,
-                constants: vec![],
-                params,
-                len_per_image: size,
-                bindings: vec![
-                    (0, Role::Params),
-                    (1, Role::Activation(input)),
-                    (2, Role::Activation(node.inputs[1])),
-                    (4, Role::Output),
-                ],
-                buffers: vec![],
-                grid: threads(size),
-            }
+            let bindings = vec![
+                (0, Role::Params),
+                (1, Role::Activation(input)),
+                (2, Role::Activation(node.inputs[1])),
+                (4, Role::Output),
+            ];
+            Lowered { len_per_image: size, ..Lowered::plain(Variant::Add, params, bindings, threads(size)) }
         }
         Op::AvgPool(w) | Op::MaxPool(w) => {
             params.set_window(w);
             let variant = if matches!(node.op, Op::MaxPool(_)) { Variant::MaxPool } else { Variant::AvgPool };
-            Lowered {
-                variant,
-                input: Input::F32,
-                precision: Precision::F32,
-                constants: vec![],
-                params,
-                len_per_image: 0,
-                bindings: unary,
-                buffers: vec![],
-                grid: threads(size),
-            }
+            Lowered::plain(variant, params, unary, threads(size))
         }
-        Op::GlobalAvgPool => Lowered {
-            variant: Variant::GlobalAvgPool,
-            input: Input::F32,
-            precision: Precision::F32,
-            constants: vec![],
-            params,
-            len_per_image: 0,
-            bindings: unary,
-            buffers: vec![],
-            grid: threads(in_c as u64),
-        },
+        Op::GlobalAvgPool => Lowered::plain(Variant::GlobalAvgPool, params, unary, threads(in_c as u64)),
         Op::Dense { weight, bias, activation } | Op::PoolDense { weight, bias, activation } => {
             let pooled = matches!(node.op, Op::PoolDense { .. });
             let b = bias.as_ref().map_or_else(|| vec![0.0; out_c as usize], |b| b.data.clone());
             let mut bindings = unary;
             bindings.extend([(2, Role::Constant(0)), (3, Role::Constant(1))]);
-            let buffers = vec![
-                ConstantBuffer { data: weight.data.clone(), uniform: false, half: false },
-                ConstantBuffer { data: b, uniform: false, half: false },
-            ];
+            let buffers = vec![ConstantBuffer::f32(weight.data.clone()), ConstantBuffer::f32(b)];
             if pooled {
                 if in_c > HEAD_MAX || out_c > HEAD_MAX {
                     return Err(decline(
@@ -441,38 +385,23 @@ pub fn lower(
                         format!("holds at most {HEAD_MAX} channels and classes, not {in_c} and {out_c}"),
                     ));
                 }
+                let constants = vec![
+                    ("PIXELS", (in_h * in_w) as f64),
+                    ("IN_C", in_c as f64),
+                    ("OUT_C", out_c as f64),
+                    ("ACT", act_code(*activation) as f64),
+                ];
                 Lowered {
-                    variant: Variant::Head,
-                    input: Input::F32,
-                    precision: Precision::F32,
-                    constants: vec![
-                        ("PIXELS", (in_h * in_w) as f64),
-                        ("IN_C", in_c as f64),
-                        ("OUT_C", out_c as f64),
-                        ("ACT", act_code(*activation) as f64),
-                    ],
-                    params,
-                    len_per_image: 0,
-                    bindings,
+                    constants,
                     buffers,
-                    grid: Grid::WorkgroupPerImage,
+                    ..Lowered::plain(Variant::Head, params, bindings, Grid::WorkgroupPerImage)
                 }
             } else {
                 if *activation == Activation::Softmax {
                     return Err(decline(Variant::Dense, "applies linear or ReLU; softmax is its own node".into()));
                 }
                 params.act = act_code(*activation);
-                Lowered {
-                    variant: Variant::Dense,
-                    input: Input::F32,
-                    precision: Precision::F32,
-                    constants: vec![],
-                    params,
-                    len_per_image: 0,
-                    bindings,
-                    buffers,
-                    grid: threads(out_c as u64),
-                }
+                Lowered { buffers, ..Lowered::plain(Variant::Dense, params, bindings, threads(out_c as u64)) }
             }
         }
     };
@@ -487,7 +416,30 @@ pub fn lower(
     Ok(Some(lowered))
 }
 
+impl ConstantBuffer {
+    /// An f32 storage buffer.
+    fn f32(data: Vec<f32>) -> Self {
+        ConstantBuffer { data, uniform: false, half: false }
+    }
+}
+
 impl Lowered {
+    /// A kernel reading f32 activations, with no override constants, no
+    /// constant buffers and no element count in its parameter block.
+    fn plain(variant: Variant, params: Params, bindings: Vec<(u32, Role)>, grid: Grid) -> Self {
+        Lowered {
+            variant,
+            input: Input::F32,
+            precision: Precision::F32,
+            constants: vec![],
+            params,
+            len_per_image: 0,
+            bindings,
+            buffers: vec![],
+            grid,
+        }
+    }
+
     /// The pipeline this node runs.
     pub fn pipeline_key(&self) -> PipelineKey {
         PipelineKey::new(self.variant, self.input, self.precision, &self.constants)
