@@ -80,6 +80,19 @@ pub fn reference_key(name: &str) -> String {
     }
 }
 
+/// A fingerprint of `values` bit for bit (FNV-1a over the f32 bit patterns,
+/// 16 hex digits): equal digests mean equal outputs, without shipping them
+/// (the browser check compares the page's CPU engine with the native one).
+pub fn digest(values: &[f32]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in values {
+        for b in v.to_bits().to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// One layer of a per-layer comparison.
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerDiff {
@@ -89,6 +102,8 @@ pub struct LayerDiff {
     pub gpu_vs_cpu: DiffStats,
     pub gpu_vs_reference: Option<DiffStats>,
     pub cpu_vs_reference: Option<DiffStats>,
+    /// [`digest`] of the CPU engine's output of this layer.
+    pub cpu_digest: String,
     /// GPU vs CPU, and GPU vs the reference where there is one, within the tolerance.
     pub within_tolerance: bool,
 }
@@ -127,6 +142,7 @@ pub fn compare_layers(
                 gpu_vs_cpu,
                 gpu_vs_reference,
                 cpu_vs_reference,
+                cpu_digest: digest(&cpu[i]),
             }
         })
         .collect()
@@ -146,5 +162,14 @@ mod tests {
         assert!(!s.within(Tolerance::Permissive));
         assert!(DiffStats::new(&[1.0 + 1e-5], &[1.0]).within(Tolerance::Balanced));
         assert!(!DiffStats::new(&[f32::NAN], &[1.0]).within(Tolerance::Permissive));
+    }
+
+    #[test]
+    fn digest_tells_bit_patterns_apart() {
+        assert_eq!(digest(&[1.0, 2.0]), digest(&[1.0, 2.0]));
+        assert_ne!(digest(&[0.0]), digest(&[-0.0]));
+        assert_ne!(digest(&[1.0, 2.0]), digest(&[2.0, 1.0]));
+        assert_ne!(digest(&[1.0]), digest(&[f32::from_bits(1.0f32.to_bits() + 1)]));
+        assert_eq!(digest(&[]).len(), 16);
     }
 }

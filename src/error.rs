@@ -38,6 +38,9 @@ pub enum Error {
     #[error("{0}")]
     Npy(String),
 
+    #[error("reference bundle: {0}")]
+    Reference(String),
+
     #[error("GPU: {0}")]
     Gpu(String),
 }

@@ -7,12 +7,12 @@
 
 pub mod compare;
 pub mod dataset;
+pub mod diff_report;
 pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod import;
 pub mod metrics;
-#[cfg(feature = "native")]
 pub mod npy;
 pub mod passes;
 

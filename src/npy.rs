@@ -64,6 +64,11 @@ pub fn read_npz(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     read_npz_from(file, &path.display().to_string())
 }
 
+/// Reads every array of a `.npz` bundle held in memory (the browser's file picker).
+pub fn read_npz_bytes(bytes: &[u8], what: &str) -> Result<BTreeMap<String, Tensor>> {
+    read_npz_from(std::io::Cursor::new(bytes), what)
+}
+
 fn read_npz_from<R: Read + Seek>(reader: R, what: &str) -> Result<BTreeMap<String, Tensor>> {
     let mut npz =
         npyz::npz::NpzArchive::new(reader).map_err(|e| npy_err(what, format!("not a valid .npz bundle ({e})")))?;

@@ -516,6 +516,57 @@ fn diff_reports_every_keras_layer_within_tolerance() {
 }
 
 #[test]
+fn diff_refuses_a_misshapen_reference_and_lists_absent_layers() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (m, head, r) = (model_h5(), head_bin(), reference("keras_layers_head8.npz"));
+    let keras = npy::read_npz(&r).unwrap();
+    let diff = |bundle: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["diff", "--model", m.to_str().unwrap(), "--data", head.to_str().unwrap(), "--images", "2"];
+        args.extend_from_slice(&["--reference", bundle.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        resnet8(&args)
+    };
+
+    // conv2d_4's array with its axes in another order: refused, naming the layer and both shapes.
+    let mut misshapen = keras.clone();
+    let t = misshapen.get_mut("conv2d_4").unwrap();
+    t.shape = vec![8, 32, 16, 16];
+    let bad = dir.path().join("misshapen.npz");
+    write_npz(&bad, &misshapen);
+    let out = diff(&bad, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("'conv2d_4'") && stderr.contains("8×32×16×16") && stderr.contains("N×16×16×32"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Two layers missing from the bundle: listed as absent, the rest still compared.
+    let mut partial = keras.clone();
+    partial.remove("conv2d_7");
+    partial.remove("add_1");
+    let part = dir.path().join("partial.npz");
+    write_npz(&part, &partial);
+    let out = diff(&part, &["--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["absent_from_reference"], serde_json::json!(["add_1", "conv2d_7"]));
+    for l in v["layers"].as_array().unwrap() {
+        let absent = l["layer"] == "add_1" || l["layer"] == "conv2d_7";
+        assert_eq!(l["gpu_vs_reference"].is_null(), absent, "{l}");
+        let digest = l["cpu_digest"].as_str().unwrap();
+        assert!(digest.len() == 16 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{digest}");
+    }
+    let table = String::from_utf8_lossy(&diff(&part, &[]).stdout).to_string();
+    let row = table.lines().find(|l| l.starts_with("conv2d_7 ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("absent"), "{row}");
+}
+
+#[test]
 fn bench_and_devices_report_json() {
     if adapter(wgpu::Backends::all()).is_none() {
         return;

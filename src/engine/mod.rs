@@ -113,7 +113,10 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        // libm's expf, not the platform's: the same bits natively and in
+        // WebAssembly, so the browser's CPU engine can be checked against
+        // the native one bit for bit.
+        *v = libm::expf(*v - max);
         sum += *v;
     }
     for v in row.iter_mut() {

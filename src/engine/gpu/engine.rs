@@ -756,22 +756,6 @@ async fn read_buffer(
     Ok(bytes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::pack_pixels;
-
-    #[test]
-    fn only_whole_byte_values_are_packed() {
-        assert_eq!(pack_pixels(&[1.0, 2.0, 255.0, 0.0, 128.0, 7.0], 3), Some(vec![0xff0201, 0x078000]));
-        assert_eq!(pack_pixels(&[1.0, 2.0, 3.0, 4.0], 4), Some(vec![0x04030201]));
-        assert_eq!(pack_pixels(&[1.0, 2.0], 2), Some(vec![0x0201]));
-        for bad in [-1.0, 256.0, 0.5, -0.0, f32::NAN, f32::INFINITY] {
-            assert_eq!(pack_pixels(&[1.0, bad, 3.0], 3), None, "{bad}");
-        }
-        assert_eq!(pack_pixels(&[1.0; 5], 5), None, "5 channels do not fit a u32");
-    }
-}
-
 #[cfg(feature = "native")]
 impl crate::engine::Engine for GpuEngine {
     fn describe(&self) -> String {
@@ -822,5 +806,21 @@ impl crate::engine::Engine for GpuEngine {
             out.push(crate::engine::VariantTimes { node, chosen, variants });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pack_pixels;
+
+    #[test]
+    fn only_whole_byte_values_are_packed() {
+        assert_eq!(pack_pixels(&[1.0, 2.0, 255.0, 0.0, 128.0, 7.0], 3), Some(vec![0xff0201, 0x078000]));
+        assert_eq!(pack_pixels(&[1.0, 2.0, 3.0, 4.0], 4), Some(vec![0x04030201]));
+        assert_eq!(pack_pixels(&[1.0, 2.0], 2), Some(vec![0x0201]));
+        for bad in [-1.0, 256.0, 0.5, -0.0, f32::NAN, f32::INFINITY] {
+            assert_eq!(pack_pixels(&[1.0, bad, 3.0], 3), None, "{bad}");
+        }
+        assert_eq!(pack_pixels(&[1.0; 5], 5), None, "5 channels do not fit a u32");
     }
 }

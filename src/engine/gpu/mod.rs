@@ -93,7 +93,8 @@ pub async fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
     inst.enumerate_adapters(b).await
 }
 
-/// An open device and queue on one adapter.
+/// An open device and queue on one adapter (clones share them).
+#[derive(Clone)]
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
