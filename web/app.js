@@ -13,6 +13,11 @@ const state = {
   labels: null, // Uint8Array or null
   count: 0,
   adapterName: "",
+  adapterInfo: null, // what the browser tells of its adapter (GPUAdapterInfo, limits, features)
+  modelName: "",
+  dataName: "",
+  reference: null, // { name, bytes } of a Keras per-layer .npz
+  lastDiff: null,
 };
 
 function setStatus(text, error = false) {
@@ -47,27 +52,74 @@ async function loadModel(bytes, name) {
   state.classifier = await Classifier.load(bytes, params.get("kernel") ?? undefined,
                                            params.get("precision") ?? undefined);
   const a = JSON.parse(state.classifier.adapter);
-  let extra = "";
-  try {
-    const gpuAdapter = await navigator.gpu.requestAdapter();
-    const info = gpuAdapter?.info;
-    if (info) {
-      extra = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
-      if (info.isFallbackAdapter) extra += " (fallback adapter)";
-    }
-  } catch (_) { /* info is optional */ }
+  state.adapterInfo = await browserAdapterInfo();
+  const info = state.adapterInfo.info;
+  const extra = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") +
+    (info.isFallbackAdapter ? " (fallback adapter)" : "");
   state.adapterName = a.name || extra || "WebGPU adapter";
   $("adapter").textContent =
     `adapter: ${state.adapterName} · backend ${a.backend} · ${a.device_type}` +
     (extra && extra !== state.adapterName ? ` · ${extra}` : "") +
     ` · max storage binding ${(a.max_storage_buffer_binding_size / 2 ** 20).toFixed(0)} MiB · timestamps ${a.timestamp_query ? "yes" : "no"}` +
     ` · runs ${state.classifier.precision}` + (a.shader_f16 ? "" : " (no shader-f16 here)");
+  showAdapterPanel(a, state.adapterInfo);
+  // f16 storage differs from the f32 CPU engine by more than the balanced bound.
+  if (state.classifier.precision === "f16" && !params.has("tolerance")) $("tolerance").value = "permissive";
+  state.modelName = name;
   $("s-model").textContent = name;
   updateRunButton();
   setStatus("model ready");
 }
 
+// What the browser says of its adapter: GPUAdapterInfo, every limit, every
+// feature (the engine's own summary comes from wgpu, `classifier.adapter`).
+async function browserAdapterInfo() {
+  const out = { info: {}, limits: {}, features: [] };
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return out;
+    for (const k of ["vendor", "architecture", "device", "description", "subgroupMinSize", "subgroupMaxSize", "isFallbackAdapter"]) {
+      if (adapter.info && adapter.info[k] !== undefined) out.info[k] = adapter.info[k];
+    }
+    for (const k in adapter.limits) out.limits[k] = adapter.limits[k];
+    out.features = [...adapter.features].sort();
+  } catch (_) { /* the info is optional; the engine's summary stays */ }
+  return out;
+}
+
+function showAdapterPanel(a, b) {
+  const mib = (x) => `${(x / 2 ** 20).toFixed(0)} MiB`;
+  const yes = (x) => (x ? "yes" : "no");
+  const rows = [
+    ["name", a.name || "(not given)"],
+    ["vendor / architecture", [b.info.vendor, b.info.architecture].filter(Boolean).join(" / ") || "(not given)"],
+    ["description", b.info.description || "(not given)"],
+    ["fallback (software) adapter", b.info.isFallbackAdapter === undefined ? "(not given)" : yes(b.info.isFallbackAdapter)],
+    ["backend, type", `${a.backend}, ${a.device_type}`],
+    ["max storage buffer binding", mib(a.max_storage_buffer_binding_size)],
+    ["max buffer size", mib(a.max_buffer_size)],
+    ["max workgroups per dimension", a.max_compute_workgroups_per_dimension],
+    ["max invocations per workgroup", a.max_compute_invocations_per_workgroup],
+    ["workgroup storage", `${a.max_compute_workgroup_storage_size} bytes`],
+    ["shader-f16", yes(a.shader_f16)],
+    ["subgroups", a.subgroups ? `yes (min size ${a.subgroup_min_size})` : (b.features.includes("subgroups") ? "offered by the browser, not by wgpu's WebGPU backend" : "no")],
+    ["timestamp queries", yes(a.timestamp_query)],
+    ["all features", b.features.join(", ") || "none"],
+  ];
+  const dl = $("adapter-facts");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v);
+    dl.append(dt, dd);
+  }
+  $("adapter-panel").hidden = false;
+}
+
 function setImages(images, labels, what) {
+  state.dataName = what;
   state.images = images;
   state.labels = labels;
   state.count = images.length / 3072;
@@ -78,6 +130,7 @@ function setImages(images, labels, what) {
 
 function updateRunButton() {
   $("run").disabled = !(state.classifier && state.images);
+  $("diff-run").disabled = !(state.classifier && state.images);
 }
 
 // ---- input files ----
@@ -211,6 +264,83 @@ async function run() {
   };
 }
 
+// ---- the per-layer diff ----
+
+const fmt = (x) => (x === undefined || x === null ? "absent" : x.toExponential(2));
+
+function showDiff(d) {
+  const r = d.report;
+  $("diff").hidden = false;
+  const v = $("diff-verdict");
+  v.textContent = d.verdict;
+  v.classList.toggle("bad", r.first_over_tolerance !== null);
+  $("diff-summary").textContent =
+    `${r.images} images of ${r.data}, ${r.graph} graph, ${r.layers.length} layers, on ${r.device}; ` +
+    `tolerance ${r.tolerance}: max |d| ≤ ${r.tolerance_relative.toExponential(0)} × max(1, max |reference|); ` +
+    `argmax gpu = cpu on ${r.argmax_gpu_vs_cpu}/${r.images}` +
+    (r.argmax_gpu_vs_reference !== null ? `, gpu = reference on ${r.argmax_gpu_vs_reference}/${r.images}` : "") +
+    (r.correct_gpu !== null ? `; labels: gpu correct on ${r.correct_gpu}/${r.images}` : "") +
+    (r.reference ? `; reference ${r.reference}` : "");
+  $("diff-plot").innerHTML = d.svg; // made by the library, layer names escaped
+  const table = $("diff-table");
+  table.replaceChildren();
+  const head = table.insertRow();
+  const cols = ["layer", "op", "shape", "gpu−cpu max |d|", "max rel", "mean |d|"];
+  if (r.reference) cols.push("gpu−ref max |d|", "cpu−ref max |d|");
+  cols.push("");
+  for (const c of cols) head.append(Object.assign(document.createElement("th"), { textContent: c }));
+  for (const l of r.layers) {
+    const row = table.insertRow();
+    const cells = [l.layer, l.op, l.shape.join("×"), fmt(l.gpu_vs_cpu.max_abs), fmt(l.gpu_vs_cpu.max_rel), fmt(l.gpu_vs_cpu.mean_abs)];
+    if (r.reference) cells.push(fmt(l.gpu_vs_reference?.max_abs), fmt(l.cpu_vs_reference?.max_abs));
+    const first = l.layer === r.first_over_tolerance;
+    cells.push(l.within_tolerance ? "" : first ? "← first over tolerance" : "over");
+    for (const [i, c] of cells.entries()) {
+      const td = row.insertCell();
+      td.textContent = c;
+      if (i === 1) td.className = "op";
+    }
+    if (!l.within_tolerance) row.classList.add("over");
+    if (first) row.classList.add("first");
+  }
+}
+
+async function runDiff(n, perturb) {
+  const c = state.classifier;
+  n = Math.max(1, Math.min(n, state.count));
+  setStatus(`diff: ${n} images through WebGPU and the CPU engine, every layer…`);
+  $("diff-run").disabled = true;
+  try {
+    const L = c.imageLen;
+    const request = {
+      tolerance: $("tolerance").value,
+      model: state.modelName,
+      data: state.dataName,
+      reference_name: state.reference?.name ?? null,
+      adapter_name: state.adapterName,
+      perturb: perturb ?? null,
+    };
+    const t0 = performance.now();
+    const d = JSON.parse(await c.diff(state.images.slice(0, n * L), n,
+                                      state.labels ? state.labels.slice(0, n) : undefined,
+                                      JSON.stringify(request), state.reference?.bytes));
+    showDiff(d);
+    state.lastDiff = { ...d.report, adapter: { engine: JSON.parse(c.adapter), browser: state.adapterInfo } };
+    setStatus(`diff done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    return state.lastDiff;
+  } finally {
+    $("diff-run").disabled = false;
+  }
+}
+
+function downloadDiff() {
+  if (!state.lastDiff) return;
+  const blob = new Blob([JSON.stringify(state.lastDiff, null, 2)], { type: "application/json" });
+  const a = Object.assign(document.createElement("a"), { href: URL.createObjectURL(blob), download: "resnet8-diff.json" });
+  a.click();
+  URL.revokeObjectURL(a.href);
+}
+
 async function main() {
   if (!navigator.gpu) {
     showNoGpu("navigator.gpu is not defined: WebGPU is missing or disabled in this browser.");
@@ -229,6 +359,13 @@ async function main() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); loadFiles(e.dataTransfer.files); });
   $("run").addEventListener("click", () => run().catch((e) => setStatus(String(e.message ?? e), true)));
+  $("diff-run").addEventListener("click", () =>
+    runDiff(Number($("diff-images").value) || 8).catch((e) => setStatus(String(e.message ?? e), true)));
+  $("diff-download").addEventListener("click", downloadDiff);
+  $("reference-file").addEventListener("change", async (e) => {
+    const f = e.target.files[0];
+    state.reference = f ? { name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) } : null;
+  });
   try {
     const modelUrl = params.get("model") ?? "pkg/model.safetensors";
     let bytes = null;
@@ -246,7 +383,20 @@ async function main() {
       setImages(d.images, d.labels, url.split("/").pop());
     }
     if (params.has("batch")) $("batch").value = params.get("batch");
-    if (params.has("auto")) {
+    if (params.has("tolerance")) $("tolerance").value = params.get("tolerance");
+    if (params.has("reference")) {
+      const url = params.get("reference");
+      state.reference = { name: url.split("/").pop(), bytes: await fetchBytes(url) };
+    }
+    if (params.has("diff")) {
+      // ?diff&images=N: the per-layer diff of the first N images (?perturb=LAYER
+      // is the check's test switch: it spoils one layer's GPU output).
+      const n = Number(params.get("images") || 8);
+      $("diff-images").value = n;
+      if (!state.classifier || !state.images) throw new Error("?diff needs a model and ?data=");
+      const diff = await runDiff(n, params.get("perturb") ?? undefined);
+      await report({ diff });
+    } else if (params.has("auto")) {
       // First the picture path (/png/i.png from the local server, decoded and
       // resized like dropped files), then the main run, which stays on screen.
       let pictures = null;

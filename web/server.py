@@ -121,14 +121,9 @@ def argmax(row):
     return max(range(len(row)), key=lambda i: (row[i], -i))
 
 
-def check(args, port):
-    shape, expect = read_npy_f32(args.expect)
-    n, k = args.images, shape[1]
-    if shape[0] < n:
-        sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
-    url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
-           f"&limit={n}&batch={args.batch}&pictures={args.pictures}"
-           + (f"&kernel={args.kernel}" if args.kernel else ""))
+def run_chromium(args, url):
+    """Loads `url` in headless Chromium (WebGPU on SwiftShader), screenshot to
+    --screenshot; returns (the page's posted result or None, Chromium's log)."""
     shot = Path(args.screenshot).resolve()
     shot.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
@@ -143,13 +138,72 @@ def check(args, port):
             log = proc.stdout.decode(errors="replace")
         except subprocess.TimeoutExpired:
             log = "(chromium timed out)"
-    r = State.result
+    return State.result, log
+
+
+def failed_page(r, log):
+    tail = "\n".join(log.strip().splitlines()[-15:])
+    print(tail, file=sys.stderr)
+    reason = r["error"] if r else "the page posted no result"
+    print(f"browser: FAILED: {reason}")
+    return 1
+
+
+def check_diff(args, port):
+    """The page's diff mode against the native `resnet8 diff --json` of the same
+    images: every layer within the tolerance (or, with --perturb, that layer
+    named first over it) and the page's CPU engine equal to the native one bit
+    for bit (per-layer digests)."""
+    n = args.diff
+    native = json.loads(Path(args.expect_diff).read_text())
+    url = (f"http://127.0.0.1:{port}/index.html?hold&report&diff&images={n}&data=/data/{args.data}&limit={n}"
+           f"&tolerance={args.tolerance_preset}"
+           + (f"&reference=/data/{args.reference}" if args.reference else "")
+           + (f"&perturb={args.perturb}" if args.perturb else "")
+           + (f"&kernel={args.kernel}" if args.kernel else ""))
+    r, log = run_chromium(args, url)
     if r is None or "error" in r:
-        tail = "\n".join(log.strip().splitlines()[-15:])
-        print(tail, file=sys.stderr)
-        reason = r["error"] if r else "the page posted no result"
-        print(f"browser: FAILED: {reason}")
-        return 1
+        return failed_page(r, log)
+    d = r["diff"]
+    layers = d["layers"]
+    ours = {l["layer"]: l["cpu_digest"] for l in layers}
+    theirs = {l["layer"]: l["cpu_digest"] for l in native["layers"]}
+    same_cpu = native["images"] == d["images"] == n and ours == theirs
+    max_rel = max(l["gpu_vs_cpu"]["max_rel"] for l in layers)
+    first = d["first_over_tolerance"]
+    print(f"browser diff: {d['images']} images, {len(layers)} layers, max rel {max_rel:.2e}, "
+          f"first over tolerance: {first or 'none'}, cpu = native: {'yes' if same_cpu else 'no'}")
+    if d["reference"]:
+        missing = [l["layer"] for l in layers if l["gpu_vs_reference"] is None]
+        print(f"browser diff reference {d['reference']}: gpu = reference argmax on {d['argmax_gpu_vs_reference']}/{n}, "
+              f"layers absent from it: {', '.join(missing) or 'none'}")
+    problems = []
+    if not same_cpu:
+        differ = sorted(k for k in theirs if ours.get(k) != theirs[k])
+        problems.append(f"the page's CPU engine differs from the native one on {', '.join(differ) or 'the layer list'}")
+    if args.perturb and first != args.perturb:
+        problems.append(f"layer {args.perturb} was perturbed but the first over tolerance is {first}")
+    if not args.perturb and first is not None:
+        problems.append(f"{first} is over the {args.tolerance_preset} tolerance")
+    if args.reference and d["argmax_gpu_vs_reference"] is None:
+        problems.append("the reference was not compared")
+    for p in problems:
+        print(f"browser diff: FAILED: {p}")
+    return 1 if problems else 0
+
+
+def check(args, port):
+    shape, expect = read_npy_f32(args.expect)
+    n, k = args.images, shape[1]
+    if shape[0] < n:
+        sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
+    url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
+           f"&limit={n}&batch={args.batch}&pictures={args.pictures}"
+           + (f"&kernel={args.kernel}" if args.kernel else ""))
+    shot = Path(args.screenshot).resolve()
+    r, log = run_chromium(args, url)
+    if r is None or "error" in r:
+        return failed_page(r, log)
     probs = r["probs"]
     got = [probs[i * k:(i + 1) * k] for i in range(r["images"])]
     want = [expect[i * k:(i + 1) * k] for i in range(n)]
@@ -196,6 +250,12 @@ def main():
     p.add_argument("--screenshot", default=str(WEB.parent / "target" / "web-check" / "screenshot.png"))
     p.add_argument("--chromium", default="chromium")
     p.add_argument("--timeout", type=int, default=900)
+    p.add_argument("--diff", type=int, metavar="N", help="run the page's diff mode on N images instead")
+    p.add_argument("--expect-diff", help="with --diff: `resnet8 diff --json` of the same images (native)")
+    p.add_argument("--tolerance-preset", default="balanced", choices=["strict", "balanced", "permissive"])
+    p.add_argument("--reference", help="with --diff: a Keras per-layer .npz under --data-dir")
+    p.add_argument("--perturb", metavar="LAYER", help="with --diff: spoil LAYER's GPU output; the check passes "
+                   "only if the page names it as the first layer over tolerance")
     p.add_argument("--without-webgpu", action="store_true", help="start Chromium without WebGPU (to see the page say so)")
     args = p.parse_args()
     State.data_dir = Path(args.data_dir)
@@ -208,7 +268,7 @@ def main():
         return 0
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        return check(args, port)
+        return check_diff(args, port) if args.diff else check(args, port)
     finally:
         State.done.set()
         server.shutdown()

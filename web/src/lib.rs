@@ -7,9 +7,13 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
+use resnet8::compare::Tolerance;
 use resnet8::dataset::{self, CIFAR10_CLASSES};
+use resnet8::diff_report::{check_reference, DiffReport, DiffSource};
+use resnet8::engine::cpu::run_graph;
 use resnet8::engine::gpu::{GpuContext, GpuEngine, Precision, Tuning};
-use resnet8::{import, passes};
+use resnet8::graph::Graph;
+use resnet8::{import, npy, passes};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -24,6 +28,11 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 #[wasm_bindgen]
 pub struct Classifier {
     engine: Rc<RefCell<GpuEngine>>,
+    /// The graph as imported (one node per Keras layer), for the diff mode.
+    unfolded: Graph,
+    tuning: Tuning,
+    /// The diff mode's engine, built at its first use.
+    diff_engine: Rc<RefCell<Option<GpuEngine>>>,
     adapter: String,
     image_len: usize,
     classes: usize,
@@ -42,7 +51,8 @@ impl Classifier {
         precision: Option<String>,
     ) -> Result<Classifier, JsError> {
         let model = import::load_safetensors_bytes(model, "model file").map_err(js_err)?;
-        let graph = passes::optimize(&model.graph);
+        let unfolded = model.graph;
+        let graph = passes::optimize(&unfolded);
         let image_len = graph.input_shape().iter().product();
         let classes = graph.nodes[graph.output].size();
         let ctx = GpuContext::new(None, None).await.map_err(js_err)?;
@@ -57,7 +67,16 @@ impl Classifier {
             Some(other) => return Err(JsError::new(&format!("precision {other:?}: expected f32 or f16"))),
         };
         let engine = GpuEngine::with_options(ctx, graph, tuning, precision).await.map_err(js_err)?;
-        Ok(Classifier { engine: Rc::new(RefCell::new(engine)), adapter, image_len, classes, precision })
+        Ok(Classifier {
+            engine: Rc::new(RefCell::new(engine)),
+            unfolded,
+            tuning,
+            diff_engine: Rc::new(RefCell::new(None)),
+            adapter,
+            image_len,
+            classes,
+            precision,
+        })
     }
 
     /// How activations are stored: "f32" or "f16".
@@ -98,6 +117,9 @@ impl Classifier {
 
     /// Classifies `n` images (NHWC raw pixel values) and resolves to an
     /// `n × classes` Float32Array of probabilities.
+    // The borrow is held across the awaits on purpose: a second call while
+    // this one runs is refused by `try_borrow_mut` instead of interleaving.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn classify(&self, images: Vec<f32>, n: usize) -> js_sys::Promise {
         let engine = self.engine.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -106,6 +128,121 @@ impl Classifier {
             let output = engine.graph().output;
             let out = engine.run_async(&images, n, &[output]).await.map_err(js_err)?;
             Ok(js_sys::Float32Array::from(&out[0][..]).into())
+        })
+    }
+}
+
+/// What [`Classifier::diff`] is asked to do (JSON from the page).
+#[derive(serde::Deserialize)]
+struct DiffRequest {
+    /// "strict", "balanced" (default) or "permissive".
+    tolerance: Option<String>,
+    /// Names for the report.
+    model: String,
+    data: String,
+    reference_name: Option<String>,
+    /// The adapter as the browser names it (wgpu's WebGPU backend gets no name).
+    adapter_name: Option<String>,
+    /// Test only: adds 0.1 × max(1, max |output|) to the first value of this
+    /// layer's GPU output, to show that the diff names the layer.
+    perturb: Option<String>,
+}
+
+#[wasm_bindgen]
+impl Classifier {
+    /// The diff mode: `n` images (NHWC raw pixels) through the WebGPU engine
+    /// and the WebAssembly CPU engine, every layer captured, compared like
+    /// `resnet8 diff` (and both against a Keras `.npz` bundle when given).
+    /// The graph is the unfolded one (f16 runs the folded one, as natively).
+    /// Resolves to JSON: `{ report, table, svg, verdict }`, where `report` is
+    /// what `resnet8 diff --json` prints.
+    #[allow(clippy::await_holding_refcell_ref)] // as in `classify`
+    pub fn diff(
+        &self,
+        images: Vec<f32>,
+        n: usize,
+        labels: Option<Vec<u8>>,
+        request: String,
+        reference: Option<Vec<u8>>,
+    ) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        let diff_engine = self.diff_engine.clone();
+        let unfolded = self.unfolded.clone();
+        let tuning = self.tuning;
+        let precision = self.precision;
+        wasm_bindgen_futures::future_to_promise(async move {
+            let req: DiffRequest = serde_json::from_str(&request).map_err(js_err)?;
+            let tolerance = match req.tolerance.as_deref() {
+                None | Some("balanced") => Tolerance::Balanced,
+                Some("strict") => Tolerance::Strict,
+                Some("permissive") => Tolerance::Permissive,
+                Some(other) => {
+                    return Err(
+                        JsError::new(&format!("tolerance {other:?}: expected strict, balanced or permissive")).into()
+                    )
+                }
+            };
+            // f16 storage exists only on the folded graph (as `resnet8 diff --precision f16 --folded`).
+            let folded = precision == Precision::F16;
+            let graph = if folded { passes::optimize(&unfolded) } else { unfolded };
+            let reference = match &reference {
+                Some(bytes) => {
+                    let what = req.reference_name.as_deref().unwrap_or("reference bundle");
+                    let r = npy::read_npz_bytes(bytes, what).map_err(js_err)?;
+                    check_reference(&graph, &images, n, &r).map_err(js_err)?;
+                    Some(r)
+                }
+                None => None,
+            };
+            let perturbed = match &req.perturb {
+                Some(name) => Some(
+                    graph
+                        .nodes
+                        .iter()
+                        .position(|node| &node.name == name)
+                        .ok_or_else(|| JsError::new(&format!("perturb: the graph has no layer '{name}'")))?,
+                ),
+                None => None,
+            };
+            let mut slot = diff_engine.try_borrow_mut().map_err(|_| JsError::new("a diff is already running"))?;
+            if slot.is_none() {
+                let ctx = engine.try_borrow().map_err(|_| JsError::new("classify is running"))?.context().clone();
+                *slot = Some(GpuEngine::with_options(ctx, graph.clone(), tuning, precision).await.map_err(js_err)?);
+            }
+            let gpu_engine = slot.as_mut().expect("built above");
+            let ctx = gpu_engine.context();
+            let device = match &req.adapter_name {
+                Some(name) if ctx.adapter.name.is_empty() => format!("{name} {}", ctx.describe().trim_start()),
+                _ => ctx.describe(),
+            };
+            let all: Vec<usize> = (0..graph.nodes.len()).collect();
+            let mut gpu = gpu_engine.run_async(&images, n, &all).await.map_err(js_err)?;
+            let cpu = run_graph(&graph, &images, n, &all).map_err(js_err)?;
+            if let Some(id) = perturbed {
+                let scale = cpu[id].iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                if let Some(v) = gpu[id].first_mut() {
+                    *v += 0.1 * scale;
+                }
+            }
+            let source = DiffSource { model: req.model, data: req.data, device, reference: req.reference_name };
+            let report = DiffReport::new(
+                &graph,
+                folded,
+                &gpu,
+                &cpu,
+                n,
+                labels.as_deref(),
+                reference.as_ref(),
+                tolerance,
+                source,
+            );
+            let out = serde_json::json!({
+                "report": report,
+                "table": report.table(),
+                "svg": report.plot_svg(),
+                "verdict": report.verdict(),
+            });
+            Ok(JsValue::from_str(&out.to_string()))
         })
     }
 }
