@@ -11,6 +11,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+
+    #[error("{path} is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+
+    #[error("{path} is {}, over the {} limit for this kind of file", crate::files::human_bytes(*size), crate::files::human_bytes(*limit))]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
+
     #[error("{path}: not a readable HDF5 file ({detail})")]
     Hdf5 { path: PathBuf, detail: String },
 

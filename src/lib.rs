@@ -10,6 +10,7 @@ pub mod dataset;
 pub mod diff_report;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod import;
 pub mod metrics;

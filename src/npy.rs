@@ -19,6 +19,9 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<Tensor> {
         return Err(npy_err(what, "Fortran-ordered arrays are not supported"));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    // The header's shape decides the allocation: bound it before reading.
+    let bytes = npy.shape().iter().try_fold(4u64, |acc, &d| acc.checked_mul(d));
+    crate::files::check_budget(bytes, &format!("{what} (shape {shape:?})"))?;
     let dtype = dtype_str(&npy);
     let data: Vec<f32> = match dtype.trim_start_matches(['<', '|', '=']) {
         "f4" => npy.into_vec::<f32>().map_err(|e| npy_err(what, e))?,
@@ -37,7 +40,7 @@ fn read_array<R: Read>(npy: NpyFile<R>, what: &str) -> Result<Tensor> {
 
 /// Reads a `.npy` file.
 pub fn read_npy(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_bounded(path, crate::files::MAX_FILE_BYTES)?;
     read_npy_bytes(&bytes, &path.display().to_string())
 }
 
@@ -60,8 +63,8 @@ fn dtype_str<R: Read>(npy: &NpyFile<R>) -> String {
 
 /// Reads every array of a `.npz` bundle.
 pub fn read_npz(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_npz_from(file, &path.display().to_string())
+    let bytes = crate::files::read_bounded(path, crate::files::MAX_FILE_BYTES)?;
+    read_npz_bytes(&bytes, &path.display().to_string())
 }
 
 /// Reads every array of a `.npz` bundle held in memory (the browser's file picker).
@@ -87,14 +90,11 @@ fn read_npz_from<R: Read + Seek>(reader: R, what: &str) -> Result<BTreeMap<Strin
 /// Writes a little-endian float32 `.npy` array.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     assert_eq!(shape.iter().product::<usize>(), data.len());
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(&shape)
-        .writer(std::io::BufWriter::new(file))
-        .begin_nd()
-        .map_err(|e| Error::io(path, e))?;
-    writer.extend(data.iter().copied()).map_err(|e| Error::io(path, e))?;
-    writer.finish().map_err(|e| Error::io(path, e))
+    // Into a temporary file renamed into place: a failed write leaves any previous file intact.
+    crate::files::write_atomic(path, |w| {
+        let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(w).begin_nd()?;
+        writer.extend(data.iter().copied())?;
+        writer.finish()
+    })
 }

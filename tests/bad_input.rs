@@ -122,7 +122,7 @@ fn npy_of_wrong_shape_or_dtype() {
     let out = dir.path().join("out.npy");
     fails_with(
         &["predict", "--model", s(&model_h5()), "--data", s(&path), "--out", s(&out), "--device", "cpu"],
-        "has shape [2, 32, 32]; expected (N, 32, 32, 3)",
+        "has shape [2, 32, 32]; expected (N, H, W, C)",
     );
     assert!(!out.exists(), "no output is written for a bad input");
 }

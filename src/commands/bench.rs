@@ -73,11 +73,21 @@ fn host_cpu() -> String {
     format!("{model}, {cores} cores")
 }
 
+/// The generated inputs of `images` images must fit the memory budget.
+fn check_images_budget(images: usize, graph: &resnet8::graph::Graph) -> Result<()> {
+    let image_len: usize = graph.input_shape().iter().product();
+    let bytes = (images as u64).checked_mul(image_len as u64).and_then(|b| b.checked_mul(4));
+    Ok(resnet8::files::check_budget(bytes, &format!("--images {images} (the generated inputs)"))?)
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
     let model = args.model.load()?;
+    if let Some(images) = args.images {
+        check_images_budget(images, &model.graph)?;
+    }
     let engine_args =
         EngineArgs { device: args.device, gpu: args.gpu.clone(), batch: args.batch, precision: args.precision };
     let mut opened = engine_args.open(&model.graph, !args.json)?;
@@ -87,6 +97,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if images == 0 {
         bail!("--images must be at least 1");
     }
+    check_images_budget(images, &graph)?;
     let image_len: usize = graph.input_shape().iter().product();
     // Deterministic pseudo-random pixels 0..255: the speed does not depend on them.
     let mut state = 0x2545_f491_4f6c_dd1du64;

@@ -1,8 +1,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
+
+use resnet8::files::{check_output_path, write_atomic};
 
 use resnet8::graph::{Graph, Op};
 use resnet8::import::safetensors::{self, ConvertedTensor};
@@ -22,10 +24,17 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
+    // Both outputs are checked before any work, and each is written whole or not at all.
+    check_output_path(&args.out)?;
+    if let Some(report) = &args.report {
+        check_output_path(report)?;
+    }
     let model = args.model.load()?;
     let bytes = safetensors::to_bytes(&model.graph, &model.model_config, model.keras_version.as_deref())?;
-    std::fs::write(&args.out, &bytes).with_context(|| format!("writing {}", args.out.display()))?;
     let tensors = safetensors::torch_tensors(&model.graph);
+    let report_text =
+        args.report.as_ref().map(|_| report(&model.graph, &tensors, &args.model.model.display().to_string()));
+    write_atomic(&args.out, |w| w.write_all(&bytes))?;
     println!(
         "wrote {} ({} tensors, {} parameters, {} bytes)",
         args.out.display(),
@@ -33,10 +42,8 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         model.graph.params(),
         bytes.len()
     );
-    if let Some(path) = &args.report {
-        let source = args.model.model.display().to_string();
-        std::fs::write(path, report(&model.graph, &tensors, &source))
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let (Some(path), Some(text)) = (&args.report, report_text) {
+        write_atomic(path, |w| w.write_all(text.as_bytes()))?;
         println!("wrote {}", path.display());
     }
     Ok(())

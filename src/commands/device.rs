@@ -85,9 +85,18 @@ impl EngineArgs {
         if self.batch == Some(0) {
             bail!("--batch must be at least 1");
         }
+        if let Some(batch) = self.batch {
+            let image_len: usize = graph.input_shape().iter().product();
+            let bytes = (batch as u64).checked_mul(image_len as u64).and_then(|b| b.checked_mul(4));
+            resnet8::files::check_budget(bytes, &format!("--batch {batch} (its input buffer)"))?;
+        }
         let want_gpu = self.device != DeviceKind::Cpu;
         if !want_gpu && (self.gpu.backend.is_some() || self.gpu.adapter.is_some()) {
             bail!("--backend and --adapter select a GPU; they cannot be used with --device cpu");
+        }
+        if want_gpu && self.gpu.backends().is_none() {
+            // A mistyped WGPU_BACKEND is an error, not a reason to fall back to the CPU.
+            gpu::check_backend_env()?;
         }
         if want_gpu {
             match self.gpu.open_context() {
@@ -130,9 +139,22 @@ impl EngineArgs {
 
 /// `resnet8 devices`.
 pub fn list_devices(args: &GpuArgs, json: bool) -> Result<()> {
+    if args.backends().is_none() {
+        gpu::check_backend_env()?;
+    }
     let adapters = pollster::block_on(gpu::adapters(args.backends()));
-    let summaries: Vec<gpu::AdapterSummary> =
+    let mut summaries: Vec<gpu::AdapterSummary> =
         adapters.iter().enumerate().map(|(i, a)| gpu::AdapterSummary::new(i, a)).collect();
+    if let Some(i) = args.adapter {
+        if i >= summaries.len() {
+            bail!(
+                "--adapter {i}: there is no adapter {i}; {} adapter(s) found{}",
+                summaries.len(),
+                if summaries.is_empty() { String::new() } else { format!(", numbered 0 to {}", summaries.len() - 1) }
+            );
+        }
+        summaries.retain(|a| a.index == i);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&summaries)?);
         return Ok(());

@@ -10,6 +10,7 @@ use resnet8::compare::Tolerance;
 use resnet8::diff_report::{check_reference, DiffReport, DiffSource};
 use resnet8::engine::cpu::run_graph;
 use resnet8::engine::gpu::Precision;
+use resnet8::files::{check_output_path, write_atomic};
 use resnet8::graph::{Graph, Tensor};
 use resnet8::{npy, passes};
 
@@ -50,8 +51,12 @@ pub struct DiffArgs {
 }
 
 pub fn run(args: DiffArgs) -> Result<()> {
+    if let Some(plot) = &args.plot {
+        check_output_path(plot)?;
+    }
     let model = args.model.load()?;
     let data = DataArgs { data: args.data.clone(), limit: Some(args.images) }.load()?;
+    data.check_fits(model.graph.input_shape())?;
     let n = data.len();
     let graph: Graph = if args.folded { passes::optimize(&model.graph) } else { model.graph.clone() };
     let reference: Option<BTreeMap<String, Tensor>> = match &args.reference {
@@ -87,7 +92,7 @@ pub fn run(args: DiffArgs) -> Result<()> {
     );
 
     if let Some(path) = &args.plot {
-        std::fs::write(path, report.plot_svg()).with_context(|| format!("writing {}", path.display()))?;
+        write_atomic(path, |w| w.write_all(report.plot_svg().as_bytes()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,12 +1,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 
 use resnet8::dataset::{self, CIFAR10_CLASSES};
-use resnet8::engine::{argmax_rows, run_batched};
+use resnet8::engine::{argmax_rows, check_finite_outputs, run_batched};
 use resnet8::metrics::Evaluation;
 use resnet8::npy;
 
@@ -25,8 +25,8 @@ pub struct DataArgs {
 
 impl DataArgs {
     pub fn load(&self) -> Result<dataset::Dataset> {
-        let d = dataset::load(&self.data, self.limit)
-            .with_context(|| format!("loading dataset {}", self.data.display()))?;
+        // The library's errors name the dataset already.
+        let d = dataset::load(&self.data, self.limit)?;
         if d.is_empty() {
             bail!("dataset {} has no images (limit {:?})", self.data.display(), self.limit);
         }
@@ -50,6 +50,7 @@ pub struct EvalArgs {
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let model = args.model.load()?;
     let data = args.data.load()?;
+    data.check_fits(model.graph.input_shape())?;
     let Some(labels) = &data.labels else {
         bail!("dataset {} has no labels; use `resnet8 predict` for unlabelled inputs", data.source);
     };
@@ -70,6 +71,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     })?;
     let seconds = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    check_finite_outputs(&out[0], classes)?;
     let predicted = argmax_rows(&out[0], classes);
     let eval = Evaluation::new(labels, &predicted, &CIFAR10_CLASSES);
     let images_per_sec = data.len() as f64 / seconds;
@@ -121,8 +123,10 @@ pub struct PredictArgs {
 }
 
 pub fn run_predict(args: PredictArgs) -> Result<()> {
+    resnet8::files::check_output_path(&args.out)?;
     let model = args.model.load()?;
     let data = args.data.load()?;
+    data.check_fits(model.graph.input_shape())?;
     let mut opened = if args.logits {
         args.engine.open_graph(resnet8::passes::optimize_keeping_logits(&model.graph), true)?
     } else {
@@ -136,6 +140,7 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let out =
         run_batched(opened.engine.as_mut(), &data.images, image_len, opened.batch, &[node], |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
+    check_finite_outputs(&out[0], width)?;
     npy::write_npy(&args.out, &[data.len(), width], &out[0])?;
     eprintln!(
         "wrote {} ({} x {} {}) using {}",

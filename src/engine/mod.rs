@@ -32,7 +32,7 @@ pub trait Engine {
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
-        for chunk in images.chunks(batch.max(1) * image_len.max(1)) {
+        for chunk in images.chunks(batch.max(1).saturating_mul(image_len.max(1))) {
             let n = chunk.len() / image_len.max(1);
             let values = self.run(chunk, n, nodes)?;
             for (o, v) in out.iter_mut().zip(values) {
@@ -86,12 +86,12 @@ pub struct LayerTime {
 /// images of the input shape and every node exists. Returns the values per image.
 pub(crate) fn check_request(graph: &Graph, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<usize> {
     let image_len: usize = graph.input_shape().iter().product();
-    if input.len() != batch * image_len {
+    if batch.checked_mul(image_len) != Some(input.len()) {
         return Err(Error::Input(format!(
             "{} values for a batch of {batch} images of shape {:?} (needs {})",
             input.len(),
             graph.input_shape(),
-            batch * image_len
+            batch.saturating_mul(image_len)
         )));
     }
     if let Some(&bad) = nodes.iter().find(|&&n| n >= graph.nodes.len()) {
@@ -121,6 +121,20 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     }
     for v in row.iter_mut() {
         *v /= sum;
+    }
+}
+
+/// Refuses outputs holding NaN or ±inf (an overflow in the model or its
+/// inputs): they must never be reported as a class. Names the first image.
+pub fn check_finite_outputs(values: &[f32], per_image: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::Input(format!(
+            "image {}: the model's output is not finite ({}); the inputs or weights overflow f32, \
+             so no class can be given",
+            i / per_image.max(1),
+            values[i]
+        ))),
     }
 }
 

@@ -47,10 +47,14 @@ impl KerasH5 {
     }
 }
 
-impl WeightSource for KerasH5 {
-    fn layer_weights(&self, layer: &str) -> Result<BTreeMap<String, Tensor>> {
-        let bad =
-            |detail: String| Error::ModelFile { path: self.path.clone(), detail: format!("layer '{layer}': {detail}") };
+impl KerasH5 {
+    fn layer_error(&self, layer: &str, detail: String) -> Error {
+        Error::ModelFile { path: self.path.clone(), detail: format!("layer '{layer}': {detail}") }
+    }
+
+    /// The layer's weights: (Keras short name, full dataset name).
+    fn weight_names(&self, layer: &str) -> Result<(hdf5::Group, Vec<(String, String)>)> {
+        let bad = |detail: String| self.layer_error(layer, detail);
         let group = self
             .file
             .group(&format!("model_weights/{layer}"))
@@ -59,22 +63,55 @@ impl WeightSource for KerasH5 {
             Ok(a) => read_strings(&a).map_err(|e| bad(format!("cannot read 'weight_names': {e}")))?,
             Err(_) => return Err(bad("has no 'weight_names' attribute".into())),
         };
-        let mut out = BTreeMap::new();
+        let mut out: Vec<(String, String)> = Vec::new();
         for full in names {
             // "conv2d/kernel:0" -> "kernel"
             let short = full.rsplit('/').next().unwrap_or(&full);
             let short = short.strip_suffix(":0").unwrap_or(short).to_string();
+            if out.iter().any(|(s, _)| *s == short) {
+                return Err(bad(format!("lists weight '{short}' twice in 'weight_names'")));
+            }
+            out.push((short, full));
+        }
+        Ok((group, out))
+    }
+}
+
+impl WeightSource for KerasH5 {
+    fn weight_shapes(&self, layer: &str) -> Result<BTreeMap<String, Vec<usize>>> {
+        let bad = |detail: String| self.layer_error(layer, detail);
+        let (group, names) = self.weight_names(layer)?;
+        let mut out = BTreeMap::new();
+        for (short, full) in names {
             let ds = group
                 .dataset(&full)
                 .map_err(|e| bad(format!("weight '{full}' is listed but cannot be opened: {e}")))?;
-            let shape = ds.shape();
-            let data = ds.read_raw::<f32>().map_err(|e| bad(format!("weight '{full}' cannot be read as f32: {e}")))?;
-            if data.len() != shape.iter().product::<usize>() {
-                return Err(bad(format!("weight '{full}' holds {} values for shape {shape:?}", data.len())));
+            // Only the header is looked at here: nothing is read before the shape is checked.
+            match ds.dtype().and_then(|t| t.to_descriptor()) {
+                Ok(TypeDescriptor::Float(_)) => {}
+                Ok(other) => return Err(bad(format!("weight '{full}' has type {other}; float32 is expected"))),
+                Err(e) => return Err(bad(format!("weight '{full}' has an unreadable type: {e}"))),
             }
-            out.insert(short, Tensor::new(shape, data));
+            out.insert(short, ds.shape());
         }
         Ok(out)
+    }
+
+    fn read_weight(&self, layer: &str, name: &str) -> Result<Tensor> {
+        let bad = |detail: String| self.layer_error(layer, detail);
+        let (group, names) = self.weight_names(layer)?;
+        let full = names
+            .into_iter()
+            .find(|(s, _)| s == name)
+            .map(|(_, f)| f)
+            .ok_or_else(|| bad(format!("has no weight '{name}'")))?;
+        let ds = group.dataset(&full).map_err(|e| bad(format!("weight '{full}' cannot be opened: {e}")))?;
+        let shape = ds.shape();
+        let data = ds.read_raw::<f32>().map_err(|e| bad(format!("weight '{full}' cannot be read as f32: {e}")))?;
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(bad(format!("weight '{full}' holds {} values for shape {shape:?}", data.len())));
+        }
+        Ok(Tensor::new(shape, data))
     }
 }
 

@@ -16,10 +16,34 @@ pub const SUPPORTED_LAYERS: &str = "InputLayer, Conv2D, BatchNormalization, Acti
 AveragePooling2D, MaxPooling2D, GlobalAveragePooling2D, Flatten, Dense";
 
 /// Where the importer gets a layer's weights from (the `.h5` file, or a
-/// converted `.safetensors`): Keras short names (`kernel`, `bias`, `gamma`,
-/// `beta`, `moving_mean`, `moving_variance`) to tensors in Keras layout.
+/// converted `.safetensors`), by Keras short name (`kernel`, `bias`, `gamma`,
+/// `beta`, `moving_mean`, `moving_variance`), in Keras layout. Shapes come
+/// first, so a file declaring a huge weight is refused before it is read.
 pub trait WeightSource {
-    fn layer_weights(&self, layer: &str) -> Result<BTreeMap<String, Tensor>>;
+    /// Every weight the file holds for `layer`, with its declared shape; reads no data.
+    fn weight_shapes(&self, layer: &str) -> Result<BTreeMap<String, Vec<usize>>>;
+    /// One weight's values (called only after its shape was checked).
+    fn read_weight(&self, layer: &str, name: &str) -> Result<Tensor>;
+}
+
+/// The largest size of any dimension in a config (input sides, channels,
+/// filters, units, kernel and pool sizes, strides).
+pub const MAX_DIM: u64 = 1 << 16;
+/// The largest number of values one layer's output may hold per image.
+pub const MAX_VALUES_PER_IMAGE: u64 = 1 << 26;
+/// The most weight values a model may hold in all (1 GiB of f32; ResNet8 has 78,666).
+pub const MAX_WEIGHT_VALUES: u64 = 1 << 28;
+
+/// Refuses an output shape beyond [`MAX_VALUES_PER_IMAGE`] (checked arithmetic).
+fn check_output_size(layer: &str, shape: &[usize]) -> Result<()> {
+    let values = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    match values {
+        Some(v) if v <= MAX_VALUES_PER_IMAGE => Ok(()),
+        _ => Err(Error::layer(
+            layer,
+            format!("its output {shape:?} holds more than {MAX_VALUES_PER_IMAGE} values per image"),
+        )),
+    }
 }
 
 /// One Keras layer as written in the config.
@@ -55,10 +79,15 @@ pub fn graph_from_config(model_config: &str, weights: &dyn WeightSource) -> Resu
         )));
     }
 
-    let by_name: HashMap<&str, usize> = specs.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let mut by_name: HashMap<&str, usize> = HashMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        if by_name.insert(spec.name.as_str(), i).is_some() {
+            return Err(Error::layer(&spec.name, "is the name of two layers; layer names must be unique"));
+        }
+    }
     let order = topological_order(&specs, &by_name, &outputs[0])?;
 
-    let mut builder = Builder { nodes: Vec::new(), output_of: HashMap::new() };
+    let mut builder = Builder { nodes: Vec::new(), output_of: HashMap::new(), weight_values: std::cell::Cell::new(0) };
     let mut input_id = None;
     for &i in &order {
         let spec = &specs[i];
@@ -185,6 +214,8 @@ struct Builder {
     nodes: Vec<Node>,
     /// Keras layer name → the node holding that layer's output.
     output_of: HashMap<String, NodeId>,
+    /// Weight values taken so far, bounded by [`MAX_WEIGHT_VALUES`].
+    weight_values: std::cell::Cell<u64>,
 }
 
 impl Builder {
@@ -210,30 +241,45 @@ impl Builder {
                 _ => Err(Error::layer(name, format!("needs an (h, w, c) input, got {shape:?}"))),
             }
         };
-        let take = |expected: &[(&str, Vec<usize>)], optional: &[&str]| -> Result<BTreeMap<String, Tensor>> {
-            let mut got = weights.layer_weights(name)?;
+        // Shapes are checked against the config before any value is read;
+        // then every value must be finite.
+        let take = |expected: &[(&str, Vec<usize>)]| -> Result<BTreeMap<String, Tensor>> {
+            let weight_err =
+                |weight: &str, detail: String| Error::Weight { layer: name.into(), weight: weight.into(), detail };
+            let mut declared = weights.weight_shapes(name)?;
+            for (wname, shape) in expected {
+                let got =
+                    declared.remove(*wname).ok_or_else(|| weight_err(wname, "is missing from the weights".into()))?;
+                if &got != shape {
+                    return Err(weight_err(wname, format!("has shape {got:?}, but the layer needs {shape:?}")));
+                }
+            }
+            if let Some(extra) = declared.keys().next() {
+                return Err(weight_err(extra, "is not a weight this layer's config uses".into()));
+            }
+            for (wname, shape) in expected {
+                let values = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+                let total = values.and_then(|v| v.checked_add(self.weight_values.get()));
+                match total {
+                    Some(t) if t <= MAX_WEIGHT_VALUES => self.weight_values.set(t),
+                    _ => {
+                        return Err(weight_err(
+                            wname,
+                            format!("of shape {shape:?} takes the model over {MAX_WEIGHT_VALUES} weight values"),
+                        ))
+                    }
+                }
+            }
             let mut out = BTreeMap::new();
             for (wname, shape) in expected {
-                let t = got.remove(*wname).ok_or_else(|| Error::Weight {
-                    layer: name.into(),
-                    weight: (*wname).into(),
-                    detail: "is missing from the weights".into(),
-                })?;
+                let t = weights.read_weight(name, wname)?;
                 if &t.shape != shape {
-                    return Err(Error::Weight {
-                        layer: name.into(),
-                        weight: (*wname).into(),
-                        detail: format!("has shape {:?}, but the layer needs {:?}", t.shape, shape),
-                    });
+                    return Err(weight_err(wname, format!("has shape {:?}, but the layer needs {shape:?}", t.shape)));
+                }
+                if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+                    return Err(weight_err(wname, format!("holds a non-finite value ({}) at index {i}", t.data[i])));
                 }
                 out.insert(wname.to_string(), t);
-            }
-            if let Some(extra) = got.keys().find(|k| !optional.contains(&k.as_str())) {
-                return Err(Error::Weight {
-                    layer: name.into(),
-                    weight: extra.clone(),
-                    detail: "is not a weight this layer's config uses".into(),
-                });
             }
             Ok(out)
         };
@@ -247,9 +293,11 @@ impl Builder {
                     .ok_or_else(|| Error::layer(name, "has no batch_input_shape"))?;
                 let shape: Vec<usize> = dims[1..]
                     .iter()
-                    .map(|d| d.as_u64().map(|d| d as usize).filter(|&d| d > 0))
+                    .map(|d| d.as_u64().filter(|&d| d > 0 && d <= MAX_DIM).map(|d| d as usize))
                     .collect::<Option<_>>()
-                    .ok_or_else(|| Error::layer(name, format!("input shape {dims:?} must be fully known")))?;
+                    .ok_or_else(|| {
+                        Error::layer(name, format!("input shape {dims:?} must be fully known, each side 1..={MAX_DIM}"))
+                    })?;
                 if shape.len() != 3 {
                     return Err(Error::layer(name, format!("input shape {shape:?} is not (h, w, c)")));
                 }
@@ -262,8 +310,13 @@ impl Builder {
                 if pair(cfg, "dilation_rate", name)?.unwrap_or([1, 1]) != [1, 1] {
                     return Err(Error::layer(name, "dilated convolution is not supported"));
                 }
-                if cfg["groups"].as_u64().unwrap_or(1) != 1 {
-                    return Err(Error::layer(name, "grouped convolution is not supported"));
+                match cfg.get("groups") {
+                    None => {}
+                    Some(v) if v.as_u64() == Some(1) => {}
+                    Some(v) if v.as_u64().is_some() => {
+                        return Err(Error::layer(name, format!("grouped convolution (groups {v}) is not supported")))
+                    }
+                    Some(v) => return Err(Error::layer(name, format!("'groups' must be an integer, found {v}"))),
                 }
                 let filters = usize_field(cfg, "filters", name)?;
                 let kernel = pair(cfg, "kernel_size", name)?.ok_or_else(|| Error::layer(name, "has no kernel_size"))?;
@@ -275,13 +328,13 @@ impl Builder {
                         format!("a {kernel:?} window with strides {strides:?} does not fit a {h}x{w} input"),
                     )
                 })?;
-                let use_bias = cfg["use_bias"].as_bool().unwrap_or(true);
+                let use_bias = bool_field(cfg, "use_bias", true, name)?;
                 let activation = activation_field(cfg, name)?;
                 let mut expected = vec![("kernel", vec![kernel[0], kernel[1], cin, filters])];
                 if use_bias {
                     expected.push(("bias", vec![filters]));
                 }
-                let mut w = take(&expected, &[])?;
+                let mut w = take(&expected)?;
                 let op = Op::Conv2d {
                     window,
                     weight: w.remove("kernel").unwrap(),
@@ -289,6 +342,7 @@ impl Builder {
                     activation,
                     residual: false,
                 };
+                check_output_size(name, &[oh, ow, filters])?;
                 return Ok(self.with_activation(name, op, inputs, vec![oh, ow, filters], activation));
             }
             "Dense" => {
@@ -300,13 +354,13 @@ impl Builder {
                     ));
                 };
                 let units = usize_field(cfg, "units", name)?;
-                let use_bias = cfg["use_bias"].as_bool().unwrap_or(true);
+                let use_bias = bool_field(cfg, "use_bias", true, name)?;
                 let activation = activation_field(cfg, name)?;
                 let mut expected = vec![("kernel", vec![n_in, units])];
                 if use_bias {
                     expected.push(("bias", vec![units]));
                 }
-                let mut w = take(&expected, &[])?;
+                let mut w = take(&expected)?;
                 let op = Op::Dense { weight: w.remove("kernel").unwrap(), bias: w.remove("bias"), activation };
                 return Ok(self.with_activation(name, op, inputs, vec![units], activation));
             }
@@ -326,9 +380,12 @@ impl Builder {
                     ));
                 }
                 let channels = *shape.last().unwrap();
-                let epsilon = cfg["epsilon"].as_f64().unwrap_or(1e-3) as f32;
-                let center = cfg["center"].as_bool().unwrap_or(true);
-                let scale = cfg["scale"].as_bool().unwrap_or(true);
+                let epsilon =
+                    cfg["epsilon"].as_f64().map(|e| e as f32).filter(|e| e.is_finite() && *e > 0.0).ok_or_else(
+                        || Error::layer(name, format!("'epsilon' must be a positive number, found {}", cfg["epsilon"])),
+                    )?;
+                let center = bool_field(cfg, "center", true, name)?;
+                let scale = bool_field(cfg, "scale", true, name)?;
                 let mut expected = vec![("moving_mean", vec![channels]), ("moving_variance", vec![channels])];
                 if scale {
                     expected.push(("gamma", vec![channels]));
@@ -336,7 +393,14 @@ impl Builder {
                 if center {
                     expected.push(("beta", vec![channels]));
                 }
-                let mut w = take(&expected, &[])?;
+                let mut w = take(&expected)?;
+                if let Some((c, v)) = w["moving_variance"].data.iter().enumerate().find(|(_, v)| **v < 0.0) {
+                    return Err(Error::Weight {
+                        layer: name.into(),
+                        weight: "moving_variance".into(),
+                        detail: format!("is negative ({v}) for channel {c}; a variance is at least 0"),
+                    });
+                }
                 let op = Op::BatchNorm {
                     epsilon,
                     gamma: w.remove("gamma"),
@@ -381,7 +445,7 @@ impl Builder {
                 let [_, _, c] = feature_map(&in_shapes[0])?;
                 check_channels_last(name, cfg)?;
                 // keepdims only changes the shape's bookkeeping, not the data.
-                let shape = if cfg["keepdims"].as_bool().unwrap_or(false) { vec![1, 1, c] } else { vec![c] };
+                let shape = if bool_field(cfg, "keepdims", false, name)? { vec![1, 1, c] } else { vec![c] };
                 (Op::GlobalAvgPool, shape)
             }
             "Flatten" => {
@@ -397,6 +461,7 @@ impl Builder {
                 })
             }
         };
+        check_output_size(name, &shape)?;
         let id = self.push(name.to_string(), name, op, inputs, shape);
         self.output_of.insert(name.to_string(), id);
         Ok(id)
@@ -431,46 +496,64 @@ impl Builder {
 fn usize_field(cfg: &Value, key: &str, layer: &str) -> Result<usize> {
     cfg[key]
         .as_u64()
-        .filter(|&v| v > 0)
+        .filter(|&v| v > 0 && v <= MAX_DIM)
         .map(|v| v as usize)
-        .ok_or_else(|| Error::layer(layer, format!("'{key}' must be a positive integer, found {}", cfg[key])))
+        .ok_or_else(|| Error::layer(layer, format!("'{key}' must be an integer in 1..={MAX_DIM}, found {}", cfg[key])))
+}
+
+/// A boolean field; `default` when absent, an error when of another type.
+fn bool_field(cfg: &Value, key: &str, default: bool, layer: &str) -> Result<bool> {
+    match cfg.get(key) {
+        None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::layer(layer, format!("'{key}' must be true or false, found {other}"))),
+    }
 }
 
 /// A `(int, int)` field, also accepting a single int; `None` when absent.
 fn pair(cfg: &Value, key: &str, layer: &str) -> Result<Option<[usize; 2]>> {
-    let bad = || Error::layer(layer, format!("'{key}' must be one or two positive integers, found {}", cfg[key]));
-    match &cfg[key] {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            let v = n.as_u64().filter(|&v| v > 0).ok_or_else(bad)? as usize;
+    let bad =
+        || Error::layer(layer, format!("'{key}' must be one or two integers in 1..={MAX_DIM}, found {}", cfg[key]));
+    let dim = |v: &Value| v.as_u64().filter(|&v| v > 0 && v <= MAX_DIM).map(|v| v as usize).ok_or_else(bad);
+    match cfg.get(key) {
+        None => Ok(None),
+        Some(n @ Value::Number(_)) => {
+            let v = dim(n)?;
             Ok(Some([v, v]))
         }
-        Value::Array(a) if a.len() == 2 => {
-            let a0 = a[0].as_u64().filter(|&v| v > 0).ok_or_else(bad)? as usize;
-            let a1 = a[1].as_u64().filter(|&v| v > 0).ok_or_else(bad)? as usize;
-            Ok(Some([a0, a1]))
-        }
+        Some(Value::Array(a)) if a.len() == 2 => Ok(Some([dim(&a[0])?, dim(&a[1])?])),
         _ => Err(bad()),
     }
 }
 
+/// `padding`: Keras's default `valid` when absent; anything but "same" or "valid" is refused.
 fn padding_mode(cfg: &Value, layer: &str) -> Result<PaddingMode> {
-    match cfg["padding"].as_str().unwrap_or("valid") {
-        "same" => Ok(PaddingMode::Same),
-        "valid" => Ok(PaddingMode::Valid),
-        other => Err(Error::layer(layer, format!("padding '{other}' is not supported (same, valid)"))),
+    match cfg.get("padding") {
+        None => Ok(PaddingMode::Valid),
+        Some(Value::String(p)) if p == "same" => Ok(PaddingMode::Same),
+        Some(Value::String(p)) if p == "valid" => Ok(PaddingMode::Valid),
+        Some(other) => Err(Error::layer(layer, format!("padding {other} is not supported (\"same\", \"valid\")"))),
     }
 }
 
+/// `activation` must be named: Keras always writes it, so a missing, numeric
+/// or object value is a broken config, not "linear".
 fn activation_field(cfg: &Value, layer: &str) -> Result<Activation> {
-    let name = cfg["activation"].as_str().unwrap_or("linear");
-    Activation::parse(name)
-        .ok_or_else(|| Error::layer(layer, format!("activation '{name}' is not supported (linear, relu, softmax)")))
+    match cfg.get("activation") {
+        Some(Value::String(name)) => Activation::parse(name).ok_or_else(|| {
+            Error::layer(layer, format!("activation '{name}' is not supported (linear, relu, softmax)"))
+        }),
+        Some(other) => {
+            Err(Error::layer(layer, format!("'activation' must be a name (linear, relu, softmax), found {other}")))
+        }
+        None => Err(Error::layer(layer, "has no 'activation' in its config")),
+    }
 }
 
 fn check_channels_last(layer: &str, cfg: &Value) -> Result<()> {
-    match cfg["data_format"].as_str() {
-        None | Some("channels_last") => Ok(()),
-        Some(f) => Err(Error::layer(layer, format!("data_format '{f}' is not supported (channels_last only)"))),
+    match cfg.get("data_format") {
+        None => Ok(()),
+        Some(Value::String(f)) if f == "channels_last" => Ok(()),
+        Some(f) => Err(Error::layer(layer, format!("data_format {f} is not supported (channels_last only)"))),
     }
 }

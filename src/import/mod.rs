@@ -32,11 +32,11 @@ pub struct Model {
 /// Loads a `.h5` or converted `.safetensors`, told apart by content.
 #[cfg(feature = "native")]
 pub fn load(path: &std::path::Path) -> Result<Model> {
-    use std::io::Read;
-    let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let n = f.read(&mut head).map_err(|e| Error::io(path, e))?;
-    if n == 8 && &head == HDF5_SIGNATURE {
+    use crate::files::{read_bounded, read_prefix, regular_file, MAX_FILE_BYTES};
+    // A regular file of bounded size, checked before anything opens it.
+    regular_file(path, MAX_FILE_BYTES)?;
+    let head = read_prefix(path, 8)?;
+    if head == HDF5_SIGNATURE {
         let h5 = h5::KerasH5::open(path)?;
         let graph = keras::graph_from_config(&h5.model_config, &h5)?;
         return Ok(Model {
@@ -46,19 +46,26 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
             format: ModelFormat::KerasH5,
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_bounded(path, MAX_FILE_BYTES)?;
     load_safetensors_bytes(bytes, &path.display().to_string())
 }
 
 /// Loads a converted model from memory (the browser's path).
 pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
     if bytes.starts_with(HDF5_SIGNATURE) {
-        return Err(Error::Input(format!(
-            "{what}: is an HDF5 file; this build reads only converted .safetensors models (run `resnet8 convert`)"
-        )));
+        return Err(Error::ModelFile {
+            path: what.into(),
+            detail: "is an HDF5 file; this build reads only converted .safetensors models (run `resnet8 convert`)"
+                .into(),
+        });
     }
-    let st = safetensors::SafetensorsModel::from_bytes(bytes, what)
-        .map_err(|e| Error::Input(format!("{e} (expected a Keras .h5 or a .safetensors from `resnet8 convert`)")))?;
+    let st = safetensors::SafetensorsModel::from_bytes(bytes, what).map_err(|e| match e {
+        Error::ModelFile { path, detail } => Error::ModelFile {
+            path,
+            detail: format!("{detail} (expected a Keras .h5 or a .safetensors from `resnet8 convert`)"),
+        },
+        other => other,
+    })?;
     let graph = keras::graph_from_config(&st.model_config, &st)?;
     Ok(Model {
         graph,

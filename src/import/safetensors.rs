@@ -96,6 +96,46 @@ pub fn to_bytes(graph: &Graph, model_config: &str, keras_version: Option<&str>) 
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Input(format!("cannot serialise weights: {e}")))
 }
 
+/// Checks the header's tensor table entry by entry, so an error names the
+/// tensor at fault (the safetensors crate reports only that one is wrong):
+/// every tensor F32, its offsets inside the data and exactly its values long.
+fn check_tensor_table(bytes: &[u8]) -> std::result::Result<(), String> {
+    let invalid = |why: &str| format!("not a valid safetensors file ({why})");
+    let header_len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+        .ok_or_else(|| invalid("shorter than its 8-byte header length"))?;
+    let header_end =
+        header_len.checked_add(8).filter(|&e| e <= bytes.len() as u64).ok_or_else(|| {
+            invalid(&format!("header length {header_len} runs past the end of the {} bytes", bytes.len()))
+        })? as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..header_end])
+        .map_err(|e| invalid(&format!("header is not a JSON object: {e}")))?;
+    let data_len = (bytes.len() - header_end) as u64;
+    for (name, entry) in header.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
+        let dtype = entry.get("dtype").and_then(|d| d.as_str()).unwrap_or("(none)");
+        if dtype != "F32" {
+            return Err(format!("tensor '{name}' has dtype {dtype}; only F32 is supported"));
+        }
+        let dims: Option<Vec<u64>> =
+            entry.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let offsets: Option<Vec<u64>> =
+            entry.get("data_offsets").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let (Some(dims), Some([start, end])) = (dims, offsets.as_deref().and_then(|o| <[u64; 2]>::try_from(o).ok()))
+        else {
+            return Err(format!("tensor '{name}' has a malformed shape or data_offsets: {entry}"));
+        };
+        let bytes_needed = dims.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d));
+        if start > end || end > data_len || bytes_needed != Some(end - start) {
+            return Err(format!(
+                "tensor '{name}' of shape {dims:?} has data offsets {start}..{end}, which do not hold its F32 values \
+                 within the file's {data_len} data bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A converted model held in memory.
 pub struct SafetensorsModel {
     bytes: Vec<u8>,
@@ -106,7 +146,8 @@ pub struct SafetensorsModel {
 impl SafetensorsModel {
     /// Parses and validates the header; `what` names the source in errors.
     pub fn from_bytes(bytes: Vec<u8>, what: &str) -> Result<Self> {
-        let bad = |detail: String| Error::Input(format!("{what}: {detail}"));
+        let bad = |detail: String| Error::ModelFile { path: what.into(), detail };
+        check_tensor_table(&bytes).map_err(bad)?;
         let (_, meta) =
             SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
@@ -126,47 +167,83 @@ impl SafetensorsModel {
     }
 }
 
-impl WeightSource for SafetensorsModel {
-    fn layer_weights(&self, layer: &str) -> Result<BTreeMap<String, Tensor>> {
-        let st = SafeTensors::deserialize(&self.bytes).expect("validated in from_bytes");
+/// One stored tensor of a layer, mapped to its Keras weight.
+struct Mapped<'a> {
+    keras: &'static str,
+    torch_name: String,
+    view: TensorView<'a>,
+    /// The permutation from the stored (PyTorch) layout to Keras's, if any.
+    from_torch: Option<&'static [usize]>,
+}
+
+impl SafetensorsModel {
+    fn layer_tensors<'a>(&self, st: &'a SafeTensors<'a>, layer: &str) -> Result<Vec<Mapped<'a>>> {
         let prefix = format!("{layer}.");
-        let mut found: BTreeMap<&str, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-        for (name, view) in st.iter() {
-            let Some(suffix) = name.strip_prefix(&prefix) else {
-                continue;
-            };
+        let stored: Vec<(String, TensorView<'a>)> =
+            st.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(n, v)| (n.to_string(), v)).collect();
+        let is_bn = stored.iter().any(|(n, _)| n.ends_with(".running_mean"));
+        let mut out = Vec::new();
+        for (name, view) in stored {
+            let weight_err = |detail: String| Error::Weight { layer: layer.into(), weight: name.clone(), detail };
             if view.dtype() != Dtype::F32 {
-                return Err(Error::Weight {
-                    layer: layer.into(),
-                    weight: name.into(),
-                    detail: format!("has dtype {:?}; only F32 is supported", view.dtype()),
-                });
+                return Err(weight_err(format!("has dtype {:?}; only F32 is supported", view.dtype())));
             }
-            let data = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-            found.insert(suffix, (view.shape().to_vec(), data));
-        }
-        let is_bn = found.contains_key("running_mean");
-        let mut out = BTreeMap::new();
-        for (suffix, (shape, data)) in found {
-            let t = Tensor::new(shape, data);
-            let (keras, t) = match (is_bn, suffix) {
-                (true, "weight") => ("gamma", t),
-                (true, "bias") => ("beta", t),
-                (true, "running_mean") => ("moving_mean", t),
-                (true, "running_var") => ("moving_variance", t),
-                (false, "weight") if t.shape.len() == 4 => ("kernel", t.permuted(&CONV_FROM_TORCH)),
-                (false, "weight") if t.shape.len() == 2 => ("kernel", t.permuted(&[1, 0])),
-                (false, "bias") => ("bias", t),
+            let rank = view.shape().len();
+            let (keras, from_torch): (&'static str, Option<&'static [usize]>) = match (is_bn, &name[prefix.len()..]) {
+                (true, "weight") => ("gamma", None),
+                (true, "bias") => ("beta", None),
+                (true, "running_mean") => ("moving_mean", None),
+                (true, "running_var") => ("moving_variance", None),
+                (false, "weight") if rank == 4 => ("kernel", Some(&CONV_FROM_TORCH)),
+                (false, "weight") if rank == 2 => ("kernel", Some(&[1, 0])),
+                (false, "bias") => ("bias", None),
                 _ => {
-                    return Err(Error::Weight {
-                        layer: layer.into(),
-                        weight: format!("{prefix}{suffix}"),
-                        detail: format!("with shape {:?} does not map to a Keras weight", t.shape),
-                    })
+                    return Err(weight_err(format!("with shape {:?} does not map to a Keras weight", view.shape())));
                 }
             };
-            out.insert(keras.to_string(), t);
+            out.push(Mapped { keras, torch_name: name.clone(), view, from_torch });
         }
         Ok(out)
+    }
+
+    fn tensors(&self) -> SafeTensors<'_> {
+        SafeTensors::deserialize(&self.bytes).expect("validated in from_bytes")
+    }
+}
+
+impl WeightSource for SafetensorsModel {
+    fn weight_shapes(&self, layer: &str) -> Result<BTreeMap<String, Vec<usize>>> {
+        let st = self.tensors();
+        let mut out = BTreeMap::new();
+        for m in self.layer_tensors(&st, layer)? {
+            let shape = m.view.shape();
+            let keras_shape = match m.from_torch {
+                Some(perm) => perm.iter().map(|&p| shape[p]).collect(),
+                None => shape.to_vec(),
+            };
+            if out.insert(m.keras.to_string(), keras_shape).is_some() {
+                return Err(Error::Weight {
+                    layer: layer.into(),
+                    weight: m.torch_name,
+                    detail: format!("is a second tensor for the Keras weight '{}'", m.keras),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_weight(&self, layer: &str, name: &str) -> Result<Tensor> {
+        let st = self.tensors();
+        let m = self.layer_tensors(&st, layer)?.into_iter().find(|m| m.keras == name).ok_or_else(|| Error::Weight {
+            layer: layer.into(),
+            weight: name.into(),
+            detail: "is missing from the weights".into(),
+        })?;
+        let data = m.view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let t = Tensor::new(m.view.shape().to_vec(), data);
+        Ok(match m.from_torch {
+            Some(perm) => t.permuted(perm),
+            None => t,
+        })
     }
 }

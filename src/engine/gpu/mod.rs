@@ -28,6 +28,20 @@ pub fn parse_backend(name: &str) -> Option<wgpu::Backends> {
     }
 }
 
+/// Refuses a `WGPU_BACKEND` that names no backend: wgpu would ignore it and
+/// pick another (or none), so a typo would silently run elsewhere.
+pub fn check_backend_env() -> Result<()> {
+    let Ok(value) = std::env::var("WGPU_BACKEND") else { return Ok(()) };
+    let bad: Vec<&str> = value.split(',').map(str::trim).filter(|n| parse_backend(n).is_none()).collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Gpu(format!(
+        "WGPU_BACKEND={value:?}: {} is not a backend; use vulkan, metal, dx12 or gl (comma-separated), or unset it",
+        bad.iter().map(|b| format!("{b:?}")).collect::<Vec<_>>().join(", ")
+    )))
+}
+
 /// An instance over `backends`, or over whatever `WGPU_BACKEND` names (all
 /// backends when it is unset).
 pub fn instance(backends: Option<wgpu::Backends>) -> wgpu::Instance {
@@ -118,6 +132,9 @@ impl GpuContext {
     /// Opens adapter `index` of `backends` (see `resnet8 devices`), or the
     /// best one when `index` is `None`.
     pub async fn new(backends: Option<wgpu::Backends>, index: Option<usize>) -> Result<Self> {
+        if backends.is_none() {
+            check_backend_env()?;
+        }
         let adapter = match index {
             #[cfg(not(target_arch = "wasm32"))]
             Some(i) => {
