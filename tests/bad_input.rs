@@ -3,26 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::keras_h5::{resnet8_model, ModelBuilder, NameStrings};
 use common::*;
 use serde_json::json;
-
-/// Runs the binary, expects failure with `needle` in stderr and no panic.
-fn fails_with(args: &[&str], needle: &str) {
-    let out = resnet8(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "resnet8 {args:?} succeeded; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(out.status.code(), Some(1), "resnet8 {args:?}: exit {:?}\n{stderr}", out.status);
-    assert!(!stderr.contains("panicked"), "resnet8 {args:?} panicked:\n{stderr}");
-    assert!(stderr.contains(needle), "resnet8 {args:?}: stderr lacks {needle:?}:\n{stderr}");
-    assert!(out.stdout.is_empty(), "a failed run printed results:\n{}", String::from_utf8_lossy(&out.stdout));
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn missing_model_file() {

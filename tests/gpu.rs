@@ -654,3 +654,42 @@ fn explicit_gpu_without_adapter_is_an_error_and_auto_falls_back() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["device"].as_str().unwrap().starts_with("cpu"));
 }
+
+#[test]
+fn a_layer_beyond_the_adapters_buffer_limits_is_refused_before_submission() {
+    if adapter(wgpu::Backends::VULKAN).is_none() {
+        return;
+    }
+    // 2048×2048×16 f32 = 256 MiB per image for the conv's output; lavapipe binds 128 MiB.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = ModelBuilder::new(9);
+    let inp = b.input([2048, 2048, 3]);
+    let x = b.conv(&inp, 16, 3, 1, "same", "relu");
+    let x = b.global_avg_pool(&x);
+    let out = b.dense(&x, 10, "softmax");
+    let path = dir.path().join("wide.h5");
+    b.write_h5(&path, &out, NameStrings::Fixed);
+    let ctx = pollster::block_on(GpuContext::new(Some(wgpu::Backends::VULKAN), None)).unwrap();
+    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    assert!(limit < 256 << 20, "this test needs an adapter binding less than 256 MiB, it binds {limit}");
+    let r = resnet8(&[
+        "bench",
+        "--model",
+        s(&path),
+        "--device",
+        "gpu",
+        "--backend",
+        "vulkan",
+        "--batch",
+        "1",
+        "--runs",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("layer 'conv2d' needs 256.0 MiB per image") && stderr.contains("even one image at a time"),
+        "{stderr}"
+    );
+}

@@ -15,7 +15,7 @@ use super::{progress, ModelArg};
 
 #[derive(Args)]
 pub struct DataArgs {
-    /// CIFAR-10 .bin file, cifar-10-batches-bin dir, MLPerf Tiny perf_samples dir, or (N,32,32,3) float32 .npy.
+    /// CIFAR-10 .bin file, cifar-10-batches-bin dir, MLPerf Tiny perf_samples dir, or (N,H,W,C) float32 .npy.
     #[arg(long, short)]
     pub data: PathBuf,
     /// Use only the first N images.

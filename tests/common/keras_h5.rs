@@ -247,6 +247,9 @@ pub fn write_h5(path: &Path, config: &str, weights: &[(String, Vec<Weight>)], la
         mw.create_group("top_level_model_weights").unwrap();
     }
     for layer in &layer_names {
+        if mw.link_exists(layer) {
+            continue; // a config naming two layers alike (the importer must refuse it)
+        }
         let g = mw.create_group(layer).unwrap();
         let ws: &[Weight] = weights.iter().find(|(l, _)| l == layer).map(|(_, w)| w.as_slice()).unwrap_or(&[]);
         let wnames: Vec<String> = ws.iter().map(|w| w.name.clone()).collect();
@@ -254,7 +257,11 @@ pub fn write_h5(path: &Path, config: &str, weights: &[(String, Vec<Weight>)], la
         for w in ws {
             let (dir, leaf) = w.name.rsplit_once('/').unwrap();
             let sub = if g.link_exists(dir) { g.group(dir).unwrap() } else { g.create_group(dir).unwrap() };
-            sub.new_dataset::<f32>().shape(w.shape.clone()).create(leaf).unwrap().write_raw(&w.data).unwrap();
+            let ds = sub.new_dataset::<f32>().shape(w.shape.clone()).create(leaf).unwrap();
+            // No data: a declared but never-written dataset (it costs no space in the file).
+            if !w.data.is_empty() {
+                ds.write_raw(&w.data).unwrap();
+            }
         }
     }
 }

@@ -103,3 +103,43 @@ pub fn write_npz(path: &Path, arrays: &std::collections::BTreeMap<String, resnet
         w.finish().unwrap();
     }
 }
+
+/// Runs the binary, expects failure with `needle` in stderr and no panic.
+pub fn fails_with(args: &[&str], needle: &str) {
+    let out = resnet8(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "resnet8 {args:?} succeeded; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.status.code(), Some(1), "resnet8 {args:?}: exit {:?}\n{stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "resnet8 {args:?} panicked:\n{stderr}");
+    assert!(stderr.contains(needle), "resnet8 {args:?}: stderr lacks {needle:?}:\n{stderr}");
+    assert!(out.stdout.is_empty(), "a failed run printed results:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Like [`fails_with`], under the limits the hardening promises: 4 GiB of
+/// address space and 30 seconds (a hang or an unbounded allocation fails the
+/// test instead of the machine). For runs that do not open a GPU driver.
+pub fn fails_bounded(args: &[&str], needle: &str) {
+    fails_bounded_env(args, &[], needle)
+}
+
+pub fn fails_bounded_env(args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let start = std::time::Instant::now();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg("ulimit -v 4194304; exec timeout 30 \"$@\"").arg("sh").arg(env!("CARGO_BIN_EXE_resnet8"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_command(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(124), "resnet8 {args:?} ran past 30 s");
+    assert_eq!(out.status.code(), Some(1), "resnet8 {args:?}: exit {:?}\n{stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "resnet8 {args:?} panicked:\n{stderr}");
+    assert!(stderr.contains(needle), "resnet8 {args:?}: stderr lacks {needle:?}:\n{stderr}");
+    assert!(out.stdout.is_empty(), "a failed run printed results:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(start.elapsed().as_secs() < 30, "resnet8 {args:?} took {:?}", start.elapsed());
+}

@@ -102,6 +102,7 @@ impl GpuEngine {
         let stored_channels = lower::stored_input_channels(channels as u32, precision) as u64;
         let input_values = graph.nodes[graph.input].size() as u64 / channels as u64 * stored_channels;
         let memory = memory::plan(&graph, &alias, precision.bytes(), input_values);
+        check_fits_adapter(&ctx, &graph, &memory, precision)?;
         let mut engine = GpuEngine {
             ctx,
             graph,
@@ -153,6 +154,7 @@ impl GpuEngine {
                 }
             }
         }
+        engine.ctx.check_uncaptured("building the kernels")?;
         Ok(engine)
     }
 
@@ -272,6 +274,7 @@ impl GpuEngine {
 
     /// The largest batch one submission can hold on this adapter, and the
     /// limit that decides it.
+    /// The largest batch one submission holds, and the limit that decides it.
     pub fn max_batch(&self) -> (usize, &'static str) {
         let l = &self.ctx.limits;
         let per_image = self.memory.slot_bytes_per_image;
@@ -377,6 +380,7 @@ impl GpuEngine {
     ) -> Result<Vec<Vec<f32>>> {
         let image_len: usize = self.graph.input_shape().iter().product();
         check_request(&self.graph, input, input.len() / image_len.max(1), nodes)?;
+        self.ctx.check_uncaptured("before the run")?;
         // The read-back buffer must fit too.
         let readback_per_image: u64 = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4).sum::<u64>().max(4);
         let limit = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
@@ -396,6 +400,7 @@ impl GpuEngine {
             append(&mut out, self.finish_chunk(done).await?);
             progress(images);
         }
+        self.ctx.check_uncaptured("running the batch")?;
         Ok(out)
     }
 
@@ -696,6 +701,39 @@ fn bind_group(
         })
         .collect();
     device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout, entries: &entries })
+}
+
+/// Refuses, before anything is uploaded or submitted, a graph whose largest
+/// activation does not fit this adapter's buffers even for one image.
+fn check_fits_adapter(
+    ctx: &GpuContext,
+    graph: &Graph,
+    memory: &memory::MemoryPlan,
+    precision: Precision,
+) -> Result<()> {
+    let l = &ctx.limits;
+    let (limit, limit_name) = if l.max_storage_buffer_binding_size <= l.max_buffer_size {
+        (l.max_storage_buffer_binding_size, "max_storage_buffer_binding_size")
+    } else {
+        (l.max_buffer_size, "max_buffer_size")
+    };
+    let largest = graph.nodes.iter().max_by_key(|n| n.size()).map(|n| n.name.as_str()).unwrap_or("?");
+    if memory.slot_bytes_per_image > limit {
+        return Err(Error::Gpu(format!(
+            "layer '{largest}' needs {} per image for its output ({precision:?}), over {}'s {limit_name} of {}: \
+             the model cannot run on this adapter even one image at a time",
+            crate::files::human_bytes(memory.slot_bytes_per_image),
+            ctx.adapter.name,
+            crate::files::human_bytes(limit)
+        )));
+    }
+    if memory.slot_values_per_image > u32::MAX as u64 {
+        return Err(Error::Gpu(format!(
+            "layer '{largest}' holds {} values per image, more than 32-bit shader indices reach",
+            memory.slot_values_per_image
+        )));
+    }
+    Ok(())
 }
 
 /// `input` as one u32 per pixel (channel k in byte k, `channels` ≤ 4) when

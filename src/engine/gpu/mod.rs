@@ -117,6 +117,9 @@ pub struct GpuContext {
     pub timestamps: bool,
     /// The device has `shader-f16` (requested wherever the adapter offers it).
     pub f16: bool,
+    /// The first wgpu error no error scope caught (wgpu's default handler
+    /// would panic): reported by [`GpuContext::check_uncaptured`].
+    uncaptured: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -187,7 +190,22 @@ impl GpuContext {
             })
             .await
             .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", summary.name)))?;
-        Ok(GpuContext { device, queue, adapter: summary, limits, timestamps, f16 })
+        let uncaptured = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(std::sync::Arc::new(move |e: wgpu::Error| {
+            let mut first = sink.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.to_string());
+        }));
+        Ok(GpuContext { device, queue, adapter: summary, limits, timestamps, f16, uncaptured })
+    }
+
+    /// Turns an error that escaped every error scope into a typed one, `doing`
+    /// saying what the engine was doing.
+    pub fn check_uncaptured(&self, doing: &str) -> Result<()> {
+        match self.uncaptured.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            None => Ok(()),
+            Some(e) => Err(Error::Gpu(format!("{doing}: {e}"))),
+        }
     }
 
     /// "name (backend, device type, driver)".

@@ -89,13 +89,12 @@ impl Cache {
     /// Writes the cache atomically (a temporary file renamed into place), so
     /// concurrent runs never see half a file. Failing to write only costs a
     /// re-timing later, so errors are returned for the caller to report.
-    pub fn save(&self) -> std::io::Result<()> {
+    pub fn save(&self) -> crate::Result<()> {
         let Some(path) = cache_path() else { return Ok(()) };
         let dir = path.parent().expect("a file in a directory");
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".kernel-variants.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("plain data"))?;
-        std::fs::rename(&tmp, &path)
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::Write { path: dir.into(), detail: e.to_string() })?;
+        let text = serde_json::to_vec_pretty(self).expect("plain data");
+        crate::files::write_atomic(&path, |w| w.write_all(&text))
     }
 
     /// The cached choices for an adapter, as (node name, variant name), any model.
