@@ -77,11 +77,20 @@ fn read_npz_from<R: Read + Seek>(reader: R, what: &str) -> Result<BTreeMap<Strin
         npyz::npz::NpzArchive::new(reader).map_err(|e| npy_err(what, format!("not a valid .npz bundle ({e})")))?;
     let names: Vec<String> = npz.array_names().map(str::to_string).collect();
     let mut out = BTreeMap::new();
+    let mut total = 0u64;
     for name in names {
         let npy = npz
             .by_name(&name)
             .map_err(|e| npy_err(what, e))?
             .ok_or_else(|| npy_err(what, format!("array '{name}' vanished")))?;
+        // Compressed arrays can declare far more than the file holds: the
+        // budget covers the bundle's arrays together, before each is read.
+        total = npy
+            .shape()
+            .iter()
+            .try_fold(4u64, |acc, &d| acc.checked_mul(d))
+            .map_or(u64::MAX, |b| total.saturating_add(b));
+        crate::files::check_budget(Some(total), &format!("{what} (its arrays up to '{name}')"))?;
         out.insert(name.clone(), read_array(npy, &format!("{what}[{name}]"))?);
     }
     Ok(out)

@@ -55,6 +55,7 @@ fn requests_beyond_the_memory_budget_are_refused_with_the_figure() {
     fails_bounded(&["eval", "--model", s(&m), "--data", s(&head), "--device", "cpu", "--batch", huge], "budget");
     fails_bounded(&["bench", "--model", s(&m), "--device", "cpu", "--images", huge], "--images 18014398509481984");
     fails_bounded(&["bench", "--model", s(&m), "--device", "cpu", "--batch", "1000000"], "needs 11.4 GiB of memory");
+    fails_bounded(&["bench", "--model", s(&m), "--device", "cpu", "--runs", huge], "is out of range: 1 to 10000");
 }
 
 #[test]

@@ -81,8 +81,13 @@ fn check_images_budget(images: usize, graph: &resnet8::graph::Graph) -> Result<(
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.runs == 0 {
-        bail!("--runs must be at least 1");
+    // Bounded so that a typo cannot turn into an endless run or a huge allocation.
+    const MAX_RUNS: usize = 10_000;
+    if args.runs == 0 || args.runs > MAX_RUNS {
+        bail!("--runs {} is out of range: 1 to {MAX_RUNS}", args.runs);
+    }
+    if args.warmup > MAX_RUNS {
+        bail!("--warmup {} is out of range: 0 to {MAX_RUNS}", args.warmup);
     }
     let model = args.model.load()?;
     if let Some(images) = args.images {
