@@ -205,6 +205,9 @@ pub enum Op {
         bias: Option<Tensor>,
         activation: Activation,
     },
+    /// An int8 op (TFLite semantics; see [`crate::quant`]). Its output holds
+    /// int8 values, carried as exact f32.
+    Quantized(crate::quant::QOp),
 }
 
 /// Inference BatchNorm as a per-channel affine map, TensorFlow's form:
@@ -249,6 +252,7 @@ impl Op {
             Op::MaxPool(w) => format!("MaxPool{}x{}", w.kernel[0], w.kernel[1]),
             Op::GlobalAvgPool => "GlobalAvgPool".into(),
             Op::Flatten => "Flatten".into(),
+            Op::Quantized(q) => q.kind(),
             Op::Dense { activation, .. } if *activation != Activation::Linear => {
                 format!("Dense+{}", activation.name())
             }
@@ -313,12 +317,19 @@ impl Node {
                 (out * kh * kw * cin) as u64
             }
             Op::Dense { weight, .. } | Op::PoolDense { weight, .. } => weight.len() as u64,
+            Op::Quantized(crate::quant::QOp::Conv2d { weight_shape: [kh, kw, cin, _], .. }) => {
+                (out * kh * kw * cin) as u64
+            }
+            Op::Quantized(crate::quant::QOp::Dense { weight, .. }) => weight.len() as u64,
             _ => 0,
         }
     }
 
     pub fn params(&self) -> usize {
-        self.op.weights().iter().map(|(_, t)| t.len()).sum()
+        match &self.op {
+            Op::Quantized(q) => q.params(),
+            _ => self.op.weights().iter().map(|(_, t)| t.len()).sum(),
+        }
     }
 }
 
@@ -348,6 +359,21 @@ impl Graph {
         self.nodes.iter().map(Node::macs).sum()
     }
 
+    /// The int8 quantization of node `id`'s output, if it is int8 (an int8
+    /// op, or a Flatten of one).
+    pub fn quant_of(&self, id: NodeId) -> Option<crate::quant::QParams> {
+        match &self.nodes[id].op {
+            Op::Quantized(q) => q.output(),
+            Op::Flatten => self.quant_of(self.nodes[id].inputs[0]),
+            _ => None,
+        }
+    }
+
+    /// Whether any node computes in int8.
+    pub fn is_quantized(&self) -> bool {
+        self.nodes.iter().any(|n| matches!(n.op, Op::Quantized(_)))
+    }
+
     pub fn find(&self, name: &str) -> Option<NodeId> {
         self.nodes.iter().position(|n| n.name == name)
     }
@@ -363,7 +389,7 @@ impl Graph {
     pub fn logits_node(&self) -> NodeId {
         let out = &self.nodes[self.output];
         match out.op {
-            Op::Activation(Activation::Softmax) => out.inputs[0],
+            Op::Activation(Activation::Softmax) | Op::Quantized(crate::quant::QOp::Softmax { .. }) => out.inputs[0],
             _ => self.output,
         }
     }

@@ -16,5 +16,6 @@ pub mod import;
 pub mod metrics;
 pub mod npy;
 pub mod passes;
+pub mod quant;
 
 pub use error::{Error, Result};

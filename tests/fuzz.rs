@@ -1,5 +1,5 @@
 //! Property tests: mutated real files through every reader that takes
-//! untrusted bytes (the Keras config importer, the safetensors loader, the
+//! untrusted bytes (the Keras config importer, the TFLite importer, the safetensors loader, the
 //! .npy/.npz readers, the CIFAR-10 and perf-sample readers). Each must
 //! return Ok or a typed error: a panic fails the test. The suite runs a
 //! short round; `RESNET8_FUZZ_CASES=100000 cargo test --release --test fuzz`
@@ -31,6 +31,18 @@ fn model_bytes() -> &'static [u8] {
         let m = import::load(&model_h5()).unwrap();
         safetensors::to_bytes(&m.graph, &m.model_config, m.keras_version.as_deref()).unwrap()
     })
+}
+
+/// A model file of the data directory, read once per test binary.
+fn tflite_bytes(name: &str) -> &'static [u8] {
+    static FILES: std::sync::OnceLock<std::collections::HashMap<String, Vec<u8>>> = std::sync::OnceLock::new();
+    let files = FILES.get_or_init(|| {
+        ["pretrainedResnet_quant.tflite", "pretrainedResnet.tflite"]
+            .iter()
+            .map(|n| (n.to_string(), std::fs::read(data_dir().join("models").join(n)).unwrap()))
+            .collect()
+    });
+    &files[name]
 }
 
 fn model_config() -> &'static str {
@@ -95,6 +107,14 @@ proptest! {
     fn safetensors_loader_never_panics(e in edits()) {
         let bytes = mutate(model_bytes(), &e, 20_000);
         let _ = import::load_safetensors_bytes(bytes, "fuzzed");
+    }
+
+    #[test]
+    fn tflite_importer_never_panics(e in edits(), int8 in any::<bool>()) {
+        let name = if int8 { "pretrainedResnet_quant.tflite" } else { "pretrainedResnet.tflite" };
+        let bytes = tflite_bytes(name);
+        let mutated = mutate(bytes, &e, 4096);
+        let _ = resnet8::import::tflite::import(&mutated, "fuzzed");
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         check_output_path(report)?;
     }
     let model = args.model.load()?;
+    if model.format == resnet8::import::ModelFormat::Tflite {
+        anyhow::bail!(
+            "{}: convert writes a Keras model (.h5) as .safetensors; a .tflite has no Keras config to carry \
+             (use the .tflite directly: eval, predict, info and bench read it)",
+            args.model.model.display()
+        );
+    }
     let bytes = safetensors::to_bytes(&model.graph, &model.model_config, model.keras_version.as_deref())?;
     let tensors = safetensors::torch_tensors(&model.graph);
     let report_text =

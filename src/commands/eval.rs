@@ -120,6 +120,9 @@ pub struct PredictArgs {
     /// Write the pre-softmax outputs instead of probabilities.
     #[arg(long)]
     logits: bool,
+    /// For int8 models: write the int8 output values as they are, not dequantized.
+    #[arg(long)]
+    raw: bool,
 }
 
 pub fn run_predict(args: PredictArgs) -> Result<()> {
@@ -137,17 +140,30 @@ pub fn run_predict(args: PredictArgs) -> Result<()> {
     let width: usize = graph.nodes[node].size();
     let image_len = graph.input_shape().iter().product();
     let bar = progress(data.len(), "predict");
-    let out =
+    let mut out =
         run_batched(opened.engine.as_mut(), &data.images, image_len, opened.batch, &[node], |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
-    check_finite_outputs(&out[0], width)?;
-    npy::write_npy(&args.out, &[data.len(), width], &out[0])?;
+    let quant = graph.quant_of(node);
+    if args.raw && quant.is_none() {
+        bail!("--raw writes int8 outputs; this model's output is float");
+    }
+    // int8 outputs are dequantized (real = scale × (q − zero point)) unless --raw.
+    let values: Vec<f32> = match quant {
+        Some(q) if !args.raw => out[0].iter().map(|&v| q.dequantize(v)).collect(),
+        _ => out.swap_remove(0),
+    };
+    check_finite_outputs(&values, width)?;
+    npy::write_npy(&args.out, &[data.len(), width], &values)?;
     eprintln!(
         "wrote {} ({} x {} {}) using {}",
         args.out.display(),
         data.len(),
         width,
-        if args.logits { "logits" } else { "probabilities" },
+        match (args.raw, args.logits) {
+            (true, _) => "raw int8 values",
+            (false, true) => "logits",
+            (false, false) => "probabilities",
+        },
         opened.description
     );
     Ok(())

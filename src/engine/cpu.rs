@@ -108,6 +108,8 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
         Op::GlobalAvgPool => global_avg_pool(x, in_shapes[0]),
         Op::Dense { weight, bias, .. } => dense(x, weight, bias.as_ref()),
         Op::PoolDense { weight, bias, .. } => dense(&global_avg_pool(x, in_shapes[0]), weight, bias.as_ref()),
+        // int8: TFLite's reference integer semantics, the clamp included.
+        Op::Quantized(q) => return crate::quant::run(q, inputs, in_shapes, &node.shape, 1),
     };
     let activation = match &node.op {
         Op::Conv2d { activation, .. }

@@ -4,10 +4,12 @@
 //! and the `.safetensors` written by `resnet8 convert`. Both carry the Keras
 //! `model_config` and go through the same config importer, [`keras`].
 
+pub mod flatbuffer;
 #[cfg(feature = "native")]
 pub mod h5;
 pub mod keras;
 pub mod safetensors;
+pub mod tflite;
 
 use crate::error::{Error, Result};
 use crate::graph::Graph;
@@ -18,6 +20,8 @@ const HDF5_SIGNATURE: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 pub enum ModelFormat {
     KerasH5,
     Safetensors,
+    /// A TFLite flatbuffer (float32 or full-int8); it has no Keras config.
+    Tflite,
 }
 
 /// An imported model: the unfolded graph (one node per Keras layer) and the
@@ -36,6 +40,11 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
     // A regular file of bounded size, checked before anything opens it.
     regular_file(path, MAX_FILE_BYTES)?;
     let head = read_prefix(path, 8)?;
+    if head.get(4..8) == Some(b"TFL3") {
+        let bytes = read_bounded(path, MAX_FILE_BYTES)?;
+        let graph = tflite::import(&bytes, &path.display().to_string())?;
+        return Ok(Model { graph, model_config: String::new(), keras_version: None, format: ModelFormat::Tflite });
+    }
     if head == HDF5_SIGNATURE {
         let h5 = h5::KerasH5::open(path)?;
         let graph = keras::graph_from_config(&h5.model_config, &h5)?;

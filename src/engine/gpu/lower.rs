@@ -175,6 +175,14 @@ pub fn lower(
         variant: variant.name(),
         why,
     };
+    if let Op::Quantized(_) = node.op {
+        return Err(Declined {
+            node: node.name.clone(),
+            op: node.op.kind(),
+            variant: "int8",
+            why: "ops have no GPU kernel yet; int8 models run on the CPU engine (--device cpu)".into(),
+        });
+    }
     if is_alias(&node.op) {
         return Ok(None);
     }
@@ -205,6 +213,7 @@ pub fn lower(
     let threads = |per_image: u64| Grid::Invocations { per_image, y: 1 };
     let lowered = match &node.op {
         Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => unreachable!("aliases return above"),
+        Op::Quantized(_) => unreachable!("declined above"),
         Op::Conv2d { window, weight, bias, activation, residual } => {
             if let Some(v) = variant.filter(|v| !Variant::CONV.contains(v)) {
                 return Err(decline(v, "is not a conv kernel".into()));
