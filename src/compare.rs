@@ -104,6 +104,8 @@ pub struct LayerDiff {
     pub cpu_vs_reference: Option<DiffStats>,
     /// [`digest`] of the CPU engine's output of this layer.
     pub cpu_digest: String,
+    /// An int8 layer: compared exactly (any difference is over tolerance).
+    pub exact: bool,
     /// GPU vs CPU, and GPU vs the reference where there is one, within the tolerance.
     pub within_tolerance: bool,
 }
@@ -134,11 +136,15 @@ pub fn compare_layers(
             };
             let gpu_vs_reference = against(&gpu[i]);
             let cpu_vs_reference = against(&cpu[i]);
+            // int8 values are integers both engines must agree on exactly.
+            let exact = graph.quant_of(i).is_some();
+            let within = |s: &DiffStats| if exact { s.max_abs == 0.0 } else { s.within(tol) };
             LayerDiff {
                 layer: node.name.clone(),
                 op: node.op.kind(),
                 shape: node.shape.clone(),
-                within_tolerance: gpu_vs_cpu.within(tol) && gpu_vs_reference.is_none_or(|s| s.within(tol)),
+                exact,
+                within_tolerance: within(&gpu_vs_cpu) && gpu_vs_reference.as_ref().is_none_or(within),
                 gpu_vs_cpu,
                 gpu_vs_reference,
                 cpu_vs_reference,

@@ -9,28 +9,12 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use resnet8::compare::{compare_layers, DiffStats, Tolerance};
 use resnet8::engine::cpu::run_graph;
-use resnet8::engine::gpu::{self, GpuContext, GpuEngine, Precision, Tuning, Variant};
+use resnet8::engine::gpu::{GpuContext, GpuEngine, Precision, Tuning, Variant};
 use resnet8::engine::{argmax_rows, run_batched, Engine};
 use resnet8::graph::Graph;
 use resnet8::{dataset, import, npy, passes};
 
 const TOL: Tolerance = Tolerance::Balanced;
-
-/// The first adapter of `backends`, or `None` (printed) when there is none
-/// and the environment does not require one.
-fn adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
-    let found = pollster::block_on(gpu::adapters(Some(backends)));
-    if found.is_empty() {
-        let required = std::env::var("RESNET8_REQUIRE_GPU").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "no {backends:?} adapter, and RESNET8_REQUIRE_GPU=1: install mesa-vulkan-drivers / libegl-mesa0"
-        );
-        eprintln!("SKIPPED: no {backends:?} adapter on this machine (set RESNET8_REQUIRE_GPU=1 to fail instead)");
-        return None;
-    }
-    found.into_iter().next()
-}
 
 fn engine(backends: wgpu::Backends, graph: &Graph) -> Option<GpuEngine> {
     let a = adapter(backends)?;

@@ -65,12 +65,13 @@ fn every_shader_file_is_embedded_and_used() {
 #[test]
 fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     let model = import::load(&model_h5()).unwrap();
+    let int8 = import::load(&common::data_dir().join("models/pretrainedResnet_quant.tflite")).unwrap();
     let mut pipelines = BTreeSet::new();
-    let graphs = [model.graph.clone(), passes::optimize(&model.graph)];
+    let graphs = [model.graph.clone(), passes::optimize(&model.graph), int8.graph];
     for (graph, precision) in graphs.iter().flat_map(|g| [(g, Precision::F32), (g, Precision::F16)]) {
         let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true, precision };
         for id in 0..graph.nodes.len() {
-            for variant in std::iter::once(None).chain(Variant::CONV.map(Some)) {
+            for variant in std::iter::once(None).chain(Variant::CONV.map(Some)).chain(Variant::INT8_CONV.map(Some)) {
                 for input in [Input::F32, Input::Packed8] {
                     if let Ok(Some(l)) = lower::lower(graph, id, variant, caps, input) {
                         let constants = l.constants.iter().map(|&(k, v)| (k, v.to_bits())).collect::<Vec<_>>();
@@ -82,6 +83,9 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     }
     assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _, _, _)| v == c)));
     assert!(pipelines.iter().any(|(_, _, p, _)| *p == Precision::F16));
+    for v in [Variant::Int8Softmax, Variant::Int8Conv, Variant::Int8ConvBlock, Variant::Int8Dense] {
+        assert!(pipelines.iter().any(|(p, _, _, _)| *p == v), "{v:?} is translated too");
+    }
     let spirv_val =
         which("spirv-val").expect("spirv-val not found: install Debian's spirv-tools (scripts/setup.sh does)");
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use rand::{Rng, SeedableRng};
 use resnet8::engine::argmax_rows;
 use resnet8::engine::cpu::run_graph;
 use resnet8::{dataset, import, npy};
@@ -84,8 +85,13 @@ fn predict_writes_dequantized_or_raw_int8_outputs() {
         &["predict", "--model", s(&model_h5()), "--data", s(&head), "--out", s(&raw), "--raw", "--device", "cpu"],
         "--raw writes int8 outputs",
     );
-    // No GPU int8 kernels yet: asking for the GPU names the first int8 layer.
-    fails_with(&["eval", "--model", s(&m), "--data", s(&head), "--device", "gpu"], "int8 ops have no GPU kernel yet");
+    // int8 kernels keep their values in 32-bit words: f16 storage does not apply, and says so.
+    if adapter(wgpu::Backends::VULKAN).is_some() {
+        fails_with(
+            &["eval", "--model", s(&m), "--data", s(&head), "--limit", "4", "--device", "gpu", "--precision", "f16"],
+            "--precision f16 does not apply",
+        );
+    }
 }
 
 #[test]
@@ -156,4 +162,102 @@ fn tensor_type_field(b: &[u8], name: &str) -> usize {
         }
     }
     panic!("no tensor {name}");
+}
+
+/// The int8 model on the GPU engine (optimised graph, as the CLI runs it).
+fn int8_gpu(
+    backends: wgpu::Backends,
+    tuning: resnet8::engine::gpu::Tuning,
+) -> Option<(resnet8::graph::Graph, resnet8::engine::gpu::GpuEngine)> {
+    let a = adapter(backends)?;
+    let g = resnet8::passes::optimize(&import::load(&models().join("pretrainedResnet_quant.tflite")).unwrap().graph);
+    let ctx = pollster::block_on(resnet8::engine::gpu::GpuContext::from_adapter(a, 0)).unwrap();
+    let e = pollster::block_on(resnet8::engine::gpu::GpuEngine::with_tuning(ctx, g.clone(), tuning)).unwrap();
+    Some((g, e))
+}
+
+#[test]
+fn int8_on_the_gpu_equals_the_reference_kernels_bit_for_bit() {
+    use resnet8::engine::gpu::{Tuning, Variant};
+    let runs = [
+        (wgpu::Backends::VULKAN, Tuning::Default, "int8_conv_block"),
+        (wgpu::Backends::VULKAN, Tuning::Force(Variant::Int8Conv), "int8_conv"),
+        (wgpu::Backends::GL, Tuning::Default, "int8_conv_block"),
+    ];
+    for (backends, tuning, conv) in runs {
+        let Some((g, mut e)) = int8_gpu(backends, tuning) else { continue };
+        let kernels: Vec<&str> = e.plan_summary().kernels.iter().map(|(_, k)| *k).collect();
+        assert!(kernels.contains(&conv) && kernels.contains(&"int8_softmax"), "{kernels:?}");
+        let data = dataset::load(&head_bin(), None).unwrap();
+        let n = if conv == "int8_conv_block" && backends == wgpu::Backends::VULKAN { data.len() } else { 64 };
+        let out = pollster::block_on(e.run_pipelined(&data.images[..n * 3072], 48, &[g.output], &mut |_| {})).unwrap();
+        let want = npy::read_npz(&reference("tflite_int8_ref_head.npz")).unwrap();
+        let differing = out[0].iter().zip(&want["raw_int8"].data).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{backends:?}: {differing} of {} outputs differ", n * 10);
+        // Every layer, GPU against the CPU int8 engine, on random pixels too.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+        let random: Vec<f32> = (0..5 * 3072).map(|_| rng.random_range(0..256) as f32).collect();
+        let all: Vec<usize> = (0..g.nodes.len()).collect();
+        for images in [&data.images[..7 * 3072], &random[..]] {
+            let k = images.len() / 3072;
+            let gpu = pollster::block_on(e.run_async(images, k, &all)).unwrap();
+            let cpu = run_graph(&g, images, k, &all).unwrap();
+            for (i, node) in g.nodes.iter().enumerate() {
+                assert_eq!(gpu[i], cpu[i], "{backends:?}: layer {} differs from the CPU int8 engine", node.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn diff_compares_int8_layers_exactly_against_the_tflite_reference() {
+    if adapter(wgpu::Backends::all()).is_none() {
+        return;
+    }
+    let m = models().join("pretrainedResnet_quant.tflite");
+    let r = reference("tflite_int8_ref_layers_head8.npz");
+    let json = resnet8_ok(&[
+        "diff",
+        "--model",
+        s(&m),
+        "--data",
+        s(&head_bin()),
+        "--images",
+        "8",
+        "--reference",
+        s(&r),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    let compared: Vec<_> = layers.iter().filter(|l| !l["gpu_vs_reference"].is_null()).collect();
+    assert_eq!(compared.len(), 17, "every int8 activation of the bundle");
+    for l in &compared {
+        assert_eq!(l["exact"], true, "{l}");
+        assert_eq!(l["gpu_vs_reference"]["max_abs"], 0.0, "{l}");
+        assert_eq!(l["cpu_vs_reference"]["max_abs"], 0.0, "{l}");
+    }
+    assert_eq!(v["absent_from_reference"], serde_json::json!(["input"]));
+    // One int8 value off by one unit in the bundle: that layer is the first over tolerance.
+    let mut doctored = npy::read_npz(&r).unwrap();
+    let key = "model/activation_4/Relu;model/add_1/add";
+    doctored.get_mut(key).unwrap().data[7] += 1.0;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("doctored.npz");
+    write_npz(&bad, &doctored);
+    let out = resnet8(&[
+        "diff",
+        "--model",
+        s(&m),
+        "--data",
+        s(&head_bin()),
+        "--images",
+        "8",
+        "--reference",
+        s(&bad),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_over_tolerance"], key);
 }

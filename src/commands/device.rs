@@ -90,12 +90,7 @@ impl EngineArgs {
             let bytes = (batch as u64).checked_mul(image_len as u64).and_then(|b| b.checked_mul(4));
             resnet8::files::check_budget(bytes, &format!("--batch {batch} (its input buffer)"))?;
         }
-        // int8 graphs run on the CPU reference engine until the GPU has int8 kernels.
-        let int8_on_cpu = graph.is_quantized() && self.device == DeviceKind::Auto;
-        if int8_on_cpu && announce {
-            eprintln!("note: int8 models run on the CPU reference engine (no GPU int8 kernels yet)");
-        }
-        let want_gpu = self.device != DeviceKind::Cpu && !int8_on_cpu;
+        let want_gpu = self.device != DeviceKind::Cpu;
         if !want_gpu && (self.gpu.backend.is_some() || self.gpu.adapter.is_some()) {
             bail!("--backend and --adapter select a GPU; they cannot be used with --device cpu");
         }

@@ -143,3 +143,19 @@ pub fn fails_bounded_env(args: &[&str], env: &[(&str, &str)], needle: &str) {
     assert!(out.stdout.is_empty(), "a failed run printed results:\n{}", String::from_utf8_lossy(&out.stdout));
     assert!(start.elapsed().as_secs() < 30, "resnet8 {args:?} took {:?}", start.elapsed());
 }
+
+/// The first adapter of `backends`, or `None` (printed) when there is none
+/// and the environment does not require one.
+pub fn adapter(backends: wgpu::Backends) -> Option<wgpu::Adapter> {
+    let found = pollster::block_on(resnet8::engine::gpu::adapters(Some(backends)));
+    if found.is_empty() {
+        let required = std::env::var("RESNET8_REQUIRE_GPU").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "no {backends:?} adapter, and RESNET8_REQUIRE_GPU=1: install mesa-vulkan-drivers / libegl-mesa0"
+        );
+        eprintln!("SKIPPED: no {backends:?} adapter on this machine (set RESNET8_REQUIRE_GPU=1 to fail instead)");
+        return None;
+    }
+    found.into_iter().next()
+}

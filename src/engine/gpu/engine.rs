@@ -123,7 +123,10 @@ impl GpuEngine {
         };
         // A forced variant applies where it can; other convs keep the default.
         let choose = |engine: &GpuEngine, id: NodeId, input: Input| {
-            let is_conv = matches!(engine.graph.nodes[id].op, Op::Conv2d { .. });
+            let is_conv = matches!(
+                engine.graph.nodes[id].op,
+                Op::Conv2d { .. } | Op::Quantized(crate::quant::QOp::Conv2d { .. })
+            );
             forced.filter(|_| is_conv).filter(|&v| lower::lower(&engine.graph, id, Some(v), caps, input).is_ok())
         };
         for id in 0..engine.graph.nodes.len() {

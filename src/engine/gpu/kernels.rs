@@ -82,6 +82,7 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
     ("dense.wgsl", include_str!("../../../shaders/dense.wgsl")),
     ("head.wgsl", include_str!("../../../shaders/head.wgsl")),
+    ("int8.wgsl", include_str!("../../../shaders/int8.wgsl")),
 ];
 
 /// One kernel: an entry point of a shader made of some of the files above.
@@ -107,6 +108,16 @@ pub enum Variant {
     Softmax,
     /// Global average pool + dense + activation (`head.wgsl`).
     Head,
+    /// The int8 ops (`int8.wgsl`), TFLite reference semantics.
+    Int8Quantize,
+    Int8Dequantize,
+    Int8Conv,
+    /// `CB` output channels per invocation, weights packed 4 per word.
+    Int8ConvBlock,
+    Int8Add,
+    Int8AvgPool,
+    Int8Dense,
+    Int8Softmax,
 }
 
 /// How a kernel's first input is stored.
@@ -127,7 +138,7 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 14] = [
+    pub const ALL: [Variant; 22] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvUniform,
@@ -142,11 +153,22 @@ impl Variant {
         Variant::Dense,
         Variant::Softmax,
         Variant::Head,
+        Variant::Int8Quantize,
+        Variant::Int8Dequantize,
+        Variant::Int8Conv,
+        Variant::Int8ConvBlock,
+        Variant::Int8Add,
+        Variant::Int8AvgPool,
+        Variant::Int8Dense,
+        Variant::Int8Softmax,
     ];
 
     /// The conv variants, the ones the engine chooses between per layer.
     pub const CONV: [Variant; 5] =
         [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvTiled, Variant::ConvGeneric];
+
+    /// The int8 conv kernels (`RESNET8_TUNE=int8_conv` forces the scalar one).
+    pub const INT8_CONV: [Variant; 2] = [Variant::Int8ConvBlock, Variant::Int8Conv];
 
     /// (the variant's own shader files, entry point, bindings).
     pub fn spec(self) -> (&'static [&'static str], &'static str, &'static [(u32, Access)]) {
@@ -157,6 +179,13 @@ impl Variant {
         const WEIGHTED: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write)];
         const UNARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (4, Write)];
         const BINARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (4, Write)];
+        // int8: 6 the integer parameters; 3 bias, 5 requant, 7 weights.
+        const Q_UNARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (4, Write), (6, Read)];
+        const Q_BINARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (4, Write), (6, Read)];
+        const Q_WEIGHTED: &[(u32, Access)] =
+            &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (7, Read)];
+        const Q_PACKED: &[(u32, Access)] =
+            &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (8, Read)];
         match self {
             Variant::ConvGeneric => (&["conv2d.wgsl"], "conv2d", CONV),
             // The specialised convs also take an input part (see `files`).
@@ -175,6 +204,14 @@ impl Variant {
             Variant::Dense => (&["dense.wgsl"], "dense", WEIGHTED),
             Variant::Softmax => (&["dense.wgsl"], "softmax", UNARY),
             Variant::Head => (&["head.wgsl"], "head", WEIGHTED),
+            Variant::Int8Quantize => (&["int8.wgsl"], "int8_quantize", Q_UNARY),
+            Variant::Int8Dequantize => (&["int8.wgsl"], "int8_dequantize", Q_UNARY),
+            Variant::Int8Conv => (&["int8.wgsl"], "int8_conv", Q_WEIGHTED),
+            Variant::Int8ConvBlock => (&["int8.wgsl"], "int8_conv_block", Q_PACKED),
+            Variant::Int8Add => (&["int8.wgsl"], "int8_add", Q_BINARY),
+            Variant::Int8AvgPool => (&["int8.wgsl"], "int8_avg_pool", Q_UNARY),
+            Variant::Int8Dense => (&["int8.wgsl"], "int8_dense", Q_WEIGHTED),
+            Variant::Int8Softmax => (&["int8.wgsl"], "int8_softmax", Q_UNARY),
         }
     }
 
@@ -195,6 +232,14 @@ impl Variant {
             Variant::Dense => "dense",
             Variant::Softmax => "softmax",
             Variant::Head => "head",
+            Variant::Int8Quantize => "int8_quantize",
+            Variant::Int8Dequantize => "int8_dequantize",
+            Variant::Int8Conv => "int8_conv",
+            Variant::Int8ConvBlock => "int8_conv_block",
+            Variant::Int8Add => "int8_add",
+            Variant::Int8AvgPool => "int8_avg_pool",
+            Variant::Int8Dense => "int8_dense",
+            Variant::Int8Softmax => "int8_softmax",
         }
     }
 

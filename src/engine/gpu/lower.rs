@@ -8,6 +8,7 @@ use super::kernels::{
     WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
+use crate::quant::QOp;
 
 /// The 16-word parameter block of `shaders/common.wgsl` (same layout).
 #[repr(C)]
@@ -175,13 +176,23 @@ pub fn lower(
         variant: variant.name(),
         why,
     };
-    if let Op::Quantized(_) = node.op {
-        return Err(Declined {
-            node: node.name.clone(),
-            op: node.op.kind(),
-            variant: "int8",
-            why: "ops have no GPU kernel yet; int8 models run on the CPU engine (--device cpu)".into(),
-        });
+    if let Op::Quantized(q) = &node.op {
+        let int8_conv = matches!(q, QOp::Conv2d { .. });
+        if let Some(v) = variant.filter(|&v| !(int8_conv && Variant::INT8_CONV.contains(&v))) {
+            return Err(decline(v, "is not a kernel for this int8 op".into()));
+        }
+        if graph_input == Input::Packed8 && node.inputs.contains(&graph.input) {
+            return Err(decline(Variant::Int8Quantize, "reads f32 pixels, not packed 8-bit ones".into()));
+        }
+        if caps.precision != Precision::F32 {
+            return Err(Declined {
+                node: node.name.clone(),
+                op: node.op.kind(),
+                variant: "int8",
+                why: "kernels store int8 values in f32 words; --precision f16 does not apply".into(),
+            });
+        }
+        return lower_int8(graph, id, q, variant).map(Some).map_err(|(v, why)| decline(v, why));
     }
     if is_alias(&node.op) {
         return Ok(None);
@@ -213,7 +224,7 @@ pub fn lower(
     let threads = |per_image: u64| Grid::Invocations { per_image, y: 1 };
     let lowered = match &node.op {
         Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => unreachable!("aliases return above"),
-        Op::Quantized(_) => unreachable!("declined above"),
+        Op::Quantized(_) => unreachable!("lowered above"),
         Op::Conv2d { window, weight, bias, activation, residual } => {
             if let Some(v) = variant.filter(|v| !Variant::CONV.contains(v)) {
                 return Err(decline(v, "is not a conv kernel".into()));
@@ -430,6 +441,125 @@ impl ConstantBuffer {
     fn f32(data: Vec<f32>) -> Self {
         ConstantBuffer { data, uniform: false, half: false }
     }
+
+    /// An i32 storage buffer (the words travel bit for bit in the f32 slots).
+    fn i32(data: impl IntoIterator<Item = i32>) -> Self {
+        ConstantBuffer::f32(data.into_iter().map(|v| f32::from_bits(v as u32)).collect())
+    }
+}
+
+/// An int8 node: a scalar kernel of `shaders/int8.wgsl` per op, its integer
+/// parameters (binding 6) laid out as the entry point reads them.
+/// `variant` picks the int8 conv kernel (default: blocked where the channels allow).
+fn lower_int8(graph: &Graph, id: NodeId, q: &QOp, variant: Option<Variant>) -> Result<Lowered, (Variant, String)> {
+    let node = &graph.nodes[id];
+    let input = node.inputs[0];
+    let in_shape = &graph.nodes[input].shape;
+    let dims = |s: &[usize]| -> [u32; 3] {
+        match *s {
+            [h, w, c] => [h as u32, w as u32, c as u32],
+            _ => [1, 1, s.iter().product::<usize>() as u32],
+        }
+    };
+    let [in_h, in_w, in_c] = dims(in_shape);
+    let [out_h, out_w, out_c] = dims(&node.shape);
+    let mut params = Params { in_h, in_w, in_c, out_h, out_w, out_c, ..Default::default() };
+    let size = node.size() as u64;
+    let threads = |n: u64| Grid::Invocations { per_image: n, y: 1 };
+    let unary = vec![(0, Role::Params), (1, Role::Activation(input)), (4, Role::Output), (6, Role::Constant(0))];
+    let weighted = vec![
+        (0, Role::Params),
+        (1, Role::Activation(input)),
+        (3, Role::Constant(1)),
+        (4, Role::Output),
+        (5, Role::Constant(2)),
+        (6, Role::Constant(3)),
+        (7, Role::Constant(0)),
+    ];
+    let bits = |v: f32| v.to_bits() as i32;
+    let requants = |r: &[crate::quant::Requant]| r.iter().flat_map(|r| [r.multiplier, r.shift]).collect::<Vec<_>>();
+    let (kernel, bindings, buffers, len): (Variant, _, Vec<ConstantBuffer>, u64) = match q {
+        QOp::Quantize { output } => {
+            (Variant::Int8Quantize, unary, vec![ConstantBuffer::i32([bits(output.scale), output.zero_point])], size)
+        }
+        QOp::Dequantize { input } => {
+            (Variant::Int8Dequantize, unary, vec![ConstantBuffer::i32([bits(input.scale), input.zero_point])], size)
+        }
+        QOp::Conv2d { window, weight, bias, input, output, requant, range, .. } => {
+            params.set_window(window);
+            let tail = [
+                ConstantBuffer::i32(bias.iter().copied()),
+                ConstantBuffer::i32(requants(requant)),
+                ConstantBuffer::i32([input.zero_point, output.zero_point, range.0, range.1]),
+            ];
+            let blocked = out_c % CONV_CHANNEL_BLOCK == 0;
+            if variant == Some(Variant::Int8ConvBlock) && !blocked {
+                return Err((
+                    Variant::Int8ConvBlock,
+                    format!("needs output channels in multiples of {CONV_CHANNEL_BLOCK}, not {out_c}"),
+                ));
+            }
+            if blocked && variant != Some(Variant::Int8Conv) {
+                // CB channels per invocation, the (kh, kw, cin, cout) weights 4 bytes per word.
+                let words = weight
+                    .chunks_exact(4)
+                    .map(|w| i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]));
+                let mut bindings = weighted;
+                bindings.retain(|&(b, _)| b != 7);
+                bindings.push((8, Role::Constant(0)));
+                let blocks = size / CONV_CHANNEL_BLOCK as u64;
+                let mut buffers = vec![ConstantBuffer::i32(words)];
+                buffers.extend(tail);
+                (Variant::Int8ConvBlock, bindings, buffers, blocks)
+            } else {
+                let mut buffers = vec![ConstantBuffer::i32(weight.iter().map(|&w| w as i32))];
+                buffers.extend(tail);
+                (Variant::Int8Conv, weighted, buffers, size)
+            }
+        }
+        QOp::Add { inputs, output, input_requant: [r1, r2], output_requant: ro, range } => {
+            let bindings = vec![
+                (0, Role::Params),
+                (1, Role::Activation(input)),
+                (2, Role::Activation(node.inputs[1])),
+                (4, Role::Output),
+                (6, Role::Constant(0)),
+            ];
+            let q = [
+                inputs[0].zero_point,
+                inputs[1].zero_point,
+                output.zero_point,
+                range.0,
+                range.1,
+                r1.multiplier,
+                r1.shift,
+                r2.multiplier,
+                r2.shift,
+                ro.multiplier,
+                ro.shift,
+            ];
+            (Variant::Int8Add, bindings, vec![ConstantBuffer::i32(q)], size)
+        }
+        QOp::AvgPool { window, range, .. } => {
+            params.set_window(window);
+            (Variant::Int8AvgPool, unary, vec![ConstantBuffer::i32([range.0, range.1])], size)
+        }
+        QOp::Dense { weight, weight_shape: [_, n_in], bias, input, output, requant, range, .. } => {
+            params.in_c = *n_in as u32;
+            let buffers = vec![
+                ConstantBuffer::i32(weight.iter().map(|&w| w as i32)),
+                ConstantBuffer::i32(bias.iter().copied()),
+                ConstantBuffer::i32([requant.multiplier, requant.shift]),
+                ConstantBuffer::i32([input.zero_point, output.zero_point, range.0, range.1]),
+            ];
+            (Variant::Int8Dense, weighted, buffers, size)
+        }
+        QOp::Softmax { input_multiplier, input_left_shift, diff_min, .. } => {
+            let q = [*input_multiplier, *input_left_shift, *diff_min];
+            (Variant::Int8Softmax, unary, vec![ConstantBuffer::i32(q)], size / out_c.max(1) as u64)
+        }
+    };
+    Ok(Lowered { len_per_image: len, buffers, ..Lowered::plain(kernel, params, bindings, threads(len)) })
 }
 
 impl Lowered {

@@ -41,11 +41,13 @@ impl Tuning {
         match text {
             "auto" => Ok(Tuning::Auto),
             "off" | "default" => Ok(Tuning::Default),
-            _ => match Variant::from_name(text).filter(|v| Variant::CONV.contains(v)) {
+            _ => match Variant::from_name(text).filter(|v| Variant::CONV.contains(v) || Variant::INT8_CONV.contains(v))
+            {
                 Some(v) => Ok(Tuning::Force(v)),
                 None => Err(Error::Input(format!(
-                    "{TUNE_ENV}={text:?}: expected auto, off or a conv variant ({})",
-                    Variant::CONV.map(|v| v.name()).join(", ")
+                    "{TUNE_ENV}={text:?}: expected auto, off or a conv variant ({}, or for int8 models {})",
+                    Variant::CONV.map(|v| v.name()).join(", "),
+                    Variant::INT8_CONV.map(|v| v.name()).join(", ")
                 ))),
             },
         }
