@@ -16,6 +16,7 @@ pub mod import;
 pub mod metrics;
 pub mod npy;
 pub mod passes;
+pub mod ptq;
 pub mod quant;
 
 pub use error::{Error, Result};

@@ -8,12 +8,13 @@
 //! int8 values travel through the engines as f32 holding the exact integer
 //! (every int8 and every intermediate written out is exact in f32).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::graph::Window;
 
 /// Affine quantization of a tensor: `real = scale × (q − zero_point)`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QParams {
     pub scale: f32,
     pub zero_point: i32,
@@ -211,6 +212,47 @@ impl QOp {
             QOp::Conv2d { weight, bias, .. } | QOp::Dense { weight, bias, .. } => weight.len() + bias.len(),
             _ => 0,
         }
+    }
+
+    /// An int8 conv with its per-channel requantization, as TFLite prepares
+    /// it: `input_scale × weight_scale / output_scale` in double.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        window: Window,
+        weight: Vec<i8>,
+        weight_shape: [usize; 4],
+        weight_scales: Vec<f32>,
+        bias: Vec<i32>,
+        input: QParams,
+        output: QParams,
+        range: (i32, i32),
+    ) -> QOp {
+        let requant =
+            weight_scales.iter().map(|&s| Requant::new(input.scale as f64 * s as f64 / output.scale as f64)).collect();
+        QOp::Conv2d { window, weight, weight_shape, weight_scales, bias, input, output, requant, range }
+    }
+
+    /// TFLite's int8 Add, prepared as its `Prepare` does (float products where it multiplies floats).
+    pub fn add(inputs: [QParams; 2], output: QParams, range: (i32, i32)) -> QOp {
+        let twice_max = 2.0f32 * inputs[0].scale.max(inputs[1].scale);
+        let input_requant = inputs.map(|p| Requant::new(p.scale as f64 / twice_max as f64));
+        let output_requant = Requant::new(twice_max as f64 / ((1 << 20) as f32 * output.scale) as f64);
+        QOp::Add { inputs, output, input_requant, output_requant, range }
+    }
+
+    /// An int8 fully connected layer, weight `(out, in)`, one weight scale.
+    pub fn dense(
+        weight: Vec<i8>,
+        weight_shape: [usize; 2],
+        weight_scale: f32,
+        bias: Vec<i32>,
+        input: QParams,
+        output: QParams,
+        range: (i32, i32),
+    ) -> QOp {
+        // TFLite's GetQuantizedConvolutionMultipler multiplies the two scales in float here.
+        let requant = Requant::new((input.scale * weight_scale) as f64 / output.scale as f64);
+        QOp::Dense { weight, weight_shape, weight_scale, bias, input, output, requant, range }
     }
 
     /// The softmax's fixed-point parameters, as TFLite prepares them

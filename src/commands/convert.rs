@@ -7,6 +7,7 @@ use clap::Args;
 use resnet8::files::{check_output_path, write_atomic};
 
 use resnet8::graph::{Graph, Op};
+use resnet8::import::int8_safetensors;
 use resnet8::import::safetensors::{self, ConvertedTensor};
 
 use super::ModelArg;
@@ -30,10 +31,28 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         check_output_path(report)?;
     }
     let model = args.model.load()?;
+    if model.graph.is_quantized() {
+        // An int8 model (a full-int8 .tflite, or a quantized .safetensors) is stored as its int8 graph.
+        let bytes = int8_safetensors::to_bytes(&model.graph)?;
+        let report_text =
+            args.report.as_ref().map(|_| int8_report(&model.graph, &args.model.model.display().to_string()));
+        write_atomic(&args.out, |w| w.write_all(&bytes))?;
+        println!(
+            "wrote {} (int8 graph, {} parameters, {} bytes)",
+            args.out.display(),
+            model.graph.params(),
+            bytes.len()
+        );
+        if let (Some(path), Some(text)) = (&args.report, report_text) {
+            write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
     if model.format == resnet8::import::ModelFormat::Tflite {
         anyhow::bail!(
-            "{}: convert writes a Keras model (.h5) as .safetensors; a .tflite has no Keras config to carry \
-             (use the .tflite directly: eval, predict, info and bench read it)",
+            "{}: convert writes a Keras model (.h5) or an int8 model as .safetensors; a float .tflite has no Keras \
+             config to carry (use the .tflite directly: eval, predict, info and bench read it)",
             args.model.model.display()
         );
     }
@@ -85,6 +104,21 @@ fn report(graph: &Graph, tensors: &[ConvertedTensor], source: &str) -> String {
     let _ = writeln!(s, "\n## Warnings for a PyTorch port\n");
     for w in warnings(graph) {
         let _ = writeln!(s, "- {w}");
+    }
+    s
+}
+
+/// The Markdown report of an int8 graph: every layer with its quantization.
+fn int8_report(graph: &Graph, source: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Conversion report: {} (int8)\n", graph.name);
+    let _ = writeln!(s, "Source: `{source}`. int8 parameters: {}. MACs per image: {}.\n", graph.params(), graph.macs());
+    let _ = writeln!(s, "| layer | op | output (NHWC) | params | scale | zero point |\n|---|---|---|---:|---:|---:|");
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let (scale, zp) = graph
+            .quant_of(i)
+            .map_or(("f32".to_string(), String::new()), |q| (q.scale.to_string(), q.zero_point.to_string()));
+        let _ = writeln!(s, "| {} | {} | {:?} | {} | {scale} | {zp} |", n.name, n.op.kind(), n.shape, n.params());
     }
     s
 }

@@ -6,6 +6,7 @@ mod device;
 mod diff;
 mod eval;
 mod info;
+mod quantize;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,8 @@ enum Command {
     Predict(eval::PredictArgs),
     /// Write the model as one self-contained .safetensors (graph + PyTorch-layout weights).
     Convert(convert::ConvertArgs),
+    /// Post-training int8 quantization: calibrate, quantize, report, write an int8 .safetensors.
+    Quantize(quantize::QuantizeArgs),
     /// Every layer on the GPU against the CPU reference (and a Keras bundle).
     Diff(diff::DiffArgs),
     /// Throughput (median of several runs) and per-layer GPU time.
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run_eval(a),
         Command::Predict(a) => eval::run_predict(a),
         Command::Convert(a) => convert::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Diff(a) => diff::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Devices(a) => device::list_devices(&a.gpu, a.json),
@@ -68,7 +72,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// `--model`, shared by every command.
 #[derive(Args, Clone)]
 pub struct ModelArg {
-    /// Keras .h5 model, or a .safetensors written by `resnet8 convert`.
+    /// Keras .h5, a .safetensors from `resnet8 convert` or `quantize`, or a .tflite (float or int8).
     #[arg(long, short)]
     pub model: PathBuf,
 }

@@ -7,6 +7,7 @@
 pub mod flatbuffer;
 #[cfg(feature = "native")]
 pub mod h5;
+pub mod int8_safetensors;
 pub mod keras;
 pub mod safetensors;
 pub mod tflite;
@@ -22,6 +23,8 @@ pub enum ModelFormat {
     Safetensors,
     /// A TFLite flatbuffer (float32 or full-int8); it has no Keras config.
     Tflite,
+    /// An int8 graph written by `resnet8 quantize` (or `convert` of an int8 model).
+    Int8Safetensors,
 }
 
 /// An imported model: the unfolded graph (one node per Keras layer) and the
@@ -40,11 +43,6 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
     // A regular file of bounded size, checked before anything opens it.
     regular_file(path, MAX_FILE_BYTES)?;
     let head = read_prefix(path, 8)?;
-    if head.get(4..8) == Some(b"TFL3") {
-        let bytes = read_bounded(path, MAX_FILE_BYTES)?;
-        let graph = tflite::import(&bytes, &path.display().to_string())?;
-        return Ok(Model { graph, model_config: String::new(), keras_version: None, format: ModelFormat::Tflite });
-    }
     if head == HDF5_SIGNATURE {
         let h5 = h5::KerasH5::open(path)?;
         let graph = keras::graph_from_config(&h5.model_config, &h5)?;
@@ -56,10 +54,28 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
         });
     }
     let bytes = read_bounded(path, MAX_FILE_BYTES)?;
-    load_safetensors_bytes(bytes, &path.display().to_string())
+    load_bytes(bytes, &path.display().to_string())
 }
 
-/// Loads a converted model from memory (the browser's path).
+/// Loads a model held in memory (the browser's path): a `.tflite`, an int8
+/// graph `.safetensors` or a converted Keras `.safetensors`, told apart by
+/// content. `what` names it in errors.
+pub fn load_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
+    let empty = |graph, format| Model { graph, model_config: String::new(), keras_version: None, format };
+    if bytes.get(4..8) == Some(b"TFL3") {
+        return Ok(empty(tflite::import(&bytes, what)?, ModelFormat::Tflite));
+    }
+    let int8 = ::safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .is_some_and(|m| int8_safetensors::is_int8(&m));
+    if int8 {
+        return Ok(empty(int8_safetensors::from_bytes(&bytes, what)?, ModelFormat::Int8Safetensors));
+    }
+    load_safetensors_bytes(bytes, what)
+}
+
+/// Loads a converted Keras model from memory.
 pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
     if bytes.starts_with(HDF5_SIGNATURE) {
         return Err(Error::ModelFile {

@@ -98,8 +98,9 @@ pub fn to_bytes(graph: &Graph, model_config: &str, keras_version: Option<&str>) 
 
 /// Checks the header's tensor table entry by entry, so an error names the
 /// tensor at fault (the safetensors crate reports only that one is wrong):
-/// every tensor F32, its offsets inside the data and exactly its values long.
-fn check_tensor_table(bytes: &[u8]) -> std::result::Result<(), String> {
+/// every tensor of an allowed dtype (name, bytes per value), its offsets
+/// inside the data and exactly its values long.
+pub(crate) fn check_tensor_table(bytes: &[u8], dtypes: &[(&str, u64)]) -> std::result::Result<(), String> {
     let invalid = |why: &str| format!("not a valid safetensors file ({why})");
     let header_len = bytes
         .get(..8)
@@ -114,9 +115,10 @@ fn check_tensor_table(bytes: &[u8]) -> std::result::Result<(), String> {
     let data_len = (bytes.len() - header_end) as u64;
     for (name, entry) in header.iter().filter(|(k, _)| k.as_str() != "__metadata__") {
         let dtype = entry.get("dtype").and_then(|d| d.as_str()).unwrap_or("(none)");
-        if dtype != "F32" {
-            return Err(format!("tensor '{name}' has dtype {dtype}; only F32 is supported"));
-        }
+        let Some(&(_, elem)) = dtypes.iter().find(|(d, _)| *d == dtype) else {
+            let names: Vec<&str> = dtypes.iter().map(|(d, _)| *d).collect();
+            return Err(format!("tensor '{name}' has dtype {dtype}; only {} is supported", names.join(", ")));
+        };
         let dims: Option<Vec<u64>> =
             entry.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64()).collect());
         let offsets: Option<Vec<u64>> =
@@ -125,10 +127,10 @@ fn check_tensor_table(bytes: &[u8]) -> std::result::Result<(), String> {
         else {
             return Err(format!("tensor '{name}' has a malformed shape or data_offsets: {entry}"));
         };
-        let bytes_needed = dims.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d));
+        let bytes_needed = dims.iter().try_fold(elem, |acc, &d| acc.checked_mul(d));
         if start > end || end > data_len || bytes_needed != Some(end - start) {
             return Err(format!(
-                "tensor '{name}' of shape {dims:?} has data offsets {start}..{end}, which do not hold its F32 values \
+                "tensor '{name}' of shape {dims:?} has data offsets {start}..{end}, which do not hold its {dtype} values \
                  within the file's {data_len} data bytes"
             ));
         }
@@ -147,7 +149,7 @@ impl SafetensorsModel {
     /// Parses and validates the header; `what` names the source in errors.
     pub fn from_bytes(bytes: Vec<u8>, what: &str) -> Result<Self> {
         let bad = |detail: String| Error::ModelFile { path: what.into(), detail };
-        check_tensor_table(&bytes).map_err(bad)?;
+        check_tensor_table(&bytes, &[("F32", 4)]).map_err(bad)?;
         let (_, meta) =
             SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
         SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;

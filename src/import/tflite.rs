@@ -223,7 +223,7 @@ fn parse_tables(bytes: &[u8]) -> FbResult<std::result::Result<FbModel<'_>, Strin
 }
 
 use crate::graph::{Activation, Graph, Node, NodeId, Op, PaddingMode, Tensor, Window};
-use crate::quant::{QOp, QParams, Requant};
+use crate::quant::{QOp, QParams};
 
 /// Option field ids (Conv2DOptions, Pool2DOptions, FullyConnectedOptions, AddOptions, SoftmaxOptions).
 mod option {
@@ -471,10 +471,6 @@ impl Importer<'_, '_> {
                     let input = Self::qparams(&xt)?;
                     let output = Self::qparams(&out)?;
                     let scales = per_channel_scales(&wt, cout)?;
-                    let requant = scales
-                        .iter()
-                        .map(|&s| Requant::new(input.scale as f64 * s as f64 / output.scale as f64))
-                        .collect();
                     // OHWI → (kh, kw, cin, cout), like the float weights.
                     let ohwi: Vec<i8> = wt.data.iter().map(|&b| b as i8).collect();
                     let mut weight = vec![0i8; ohwi.len()];
@@ -490,17 +486,8 @@ impl Importer<'_, '_> {
                         }
                         None => vec![0; cout],
                     };
-                    Op::Quantized(QOp::Conv2d {
-                        window,
-                        weight,
-                        weight_shape: [kh, kw, cin, cout],
-                        weight_scales: scales,
-                        bias,
-                        input,
-                        output,
-                        requant,
-                        range: output.activation_range(relu),
-                    })
+                    let range = output.activation_range(relu);
+                    Op::Quantized(QOp::conv(window, weight, [kh, kw, cin, cout], scales, bias, input, output, range))
                 } else {
                     let weight = float_tensor(&wt)?.permuted(&[1, 2, 3, 0]);
                     let bias = bias.as_ref().map(float_tensor).transpose()?;
@@ -521,20 +508,7 @@ impl Importer<'_, '_> {
                 let relu = Self::activation(opts("Add")?.u8(option::ADD_ACTIVATION, 0).map_err(fb)?, "ADD")?;
                 let op_node = if int8 {
                     let (a, b, o) = (Self::qparams(&xt)?, Self::qparams(&yt)?, Self::qparams(&out)?);
-                    // TFLite's Prepare: float products where it multiplies floats.
-                    let twice_max = 2.0f32 * a.scale.max(b.scale);
-                    let input_requant = [
-                        Requant::new(a.scale as f64 / twice_max as f64),
-                        Requant::new(b.scale as f64 / twice_max as f64),
-                    ];
-                    let output_requant = Requant::new(twice_max as f64 / ((1 << 20) as f32 * o.scale) as f64);
-                    Op::Quantized(QOp::Add {
-                        inputs: [a, b],
-                        output: o,
-                        input_requant,
-                        output_requant,
-                        range: o.activation_range(relu),
-                    })
+                    Op::Quantized(QOp::add([a, b], o, o.activation_range(relu)))
                 } else {
                     Op::Add { activation: if relu { Activation::Relu } else { Activation::Linear } }
                 };
@@ -637,17 +611,9 @@ impl Importer<'_, '_> {
                         }
                         None => vec![0; n_out],
                     };
-                    Op::Quantized(QOp::Dense {
-                        weight: wt.data.iter().map(|&b| b as i8).collect(),
-                        weight_shape: [n_out, n_in],
-                        weight_scale: scales[0],
-                        bias,
-                        input,
-                        output,
-                        // TFLite's GetQuantizedConvolutionMultipler multiplies the two scales in float.
-                        requant: Requant::new((input.scale * scales[0]) as f64 / output.scale as f64),
-                        range: output.activation_range(relu),
-                    })
+                    let weight = wt.data.iter().map(|&b| b as i8).collect();
+                    let range = output.activation_range(relu);
+                    Op::Quantized(QOp::dense(weight, [n_out, n_in], scales[0], bias, input, output, range))
                 } else {
                     let weight = float_tensor(&wt)?.permuted(&[1, 0]);
                     let bias = bias.as_ref().map(float_tensor).transpose()?;
