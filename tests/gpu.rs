@@ -573,6 +573,31 @@ fn bench_and_devices_report_json() {
         assert!(!v[key].is_null(), "bench --json lacks {key}: {v}");
     }
     assert!(v["images_per_sec"]["median"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["kind"], "f32");
+    // The MLPerf int8 model beside it, in the same run.
+    let q = data_dir().join("models/pretrainedResnet_quant.tflite");
+    let json = resnet8_ok(&[
+        "bench",
+        "--model",
+        m.to_str().unwrap(),
+        "--compare",
+        q.to_str().unwrap(),
+        "--device",
+        "gpu",
+        "--batch",
+        "8",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["compare"]["kind"], "int8", "{v}");
+    let ratio = v["compare"]["speed_vs_model"].as_f64().unwrap();
+    let medians =
+        v["compare"]["images_per_sec"]["median"].as_f64().unwrap() / v["images_per_sec"]["median"].as_f64().unwrap();
+    assert!(ratio > 0.0 && (ratio - medians).abs() < 1e-9, "{v}");
+    let h5 = m.to_str().unwrap();
+    fails_with(&["bench", "--model", h5, "--compare", s(&head_bin()), "--device", "cpu"], "head");
     let devices: serde_json::Value = serde_json::from_str(&resnet8_ok(&["devices", "--json"])).unwrap();
     let first = &devices.as_array().unwrap()[0];
     assert!(first["name"].as_str().is_some_and(|n| !n.is_empty()));

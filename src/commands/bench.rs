@@ -40,6 +40,11 @@ pub struct BenchArgs {
     /// Also time every kernel variant of every conv layer (GPU).
     #[arg(long)]
     variants: bool,
+    /// A second model timed in the same run, its runs interleaved with the
+    /// first's (e.g. an int8 model beside the float one), so that both see
+    /// the same machine load and their ratio is meaningful.
+    #[arg(long)]
+    compare: Option<std::path::PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -115,21 +120,53 @@ pub fn run(args: BenchArgs) -> Result<()> {
         })
         .collect();
     let out = [graph.output];
+    // The compared model: same engine settings, same pixels, runs interleaved.
+    let mut compared = match &args.compare {
+        Some(path) => {
+            let m = ModelArg { model: path.clone() }.load()?;
+            if m.graph.input_shape() != graph.input_shape() {
+                bail!(
+                    "--compare {}: its input is {:?}, the model's {:?}; both must take the same images",
+                    path.display(),
+                    m.graph.input_shape(),
+                    graph.input_shape()
+                );
+            }
+            let o = engine_args.open(&m.graph, !args.json)?;
+            let output = o.graph.output;
+            Some((path.display().to_string(), o, output, Vec::with_capacity(args.runs)))
+        }
+        None => None,
+    };
     for _ in 0..args.warmup {
         run_batched(opened.engine.as_mut(), &input, image_len, batch, &out, |_| {})?;
+        if let Some((_, o, output, _)) = &mut compared {
+            run_batched(o.engine.as_mut(), &input, image_len, o.batch, &[*output], |_| {})?;
+        }
     }
     let mut seconds = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         let t = Instant::now();
         run_batched(opened.engine.as_mut(), &input, image_len, batch, &out, |_| {})?;
         seconds.push(t.elapsed().as_secs_f64());
+        if let Some((_, o, output, times)) = &mut compared {
+            let t = Instant::now();
+            run_batched(o.engine.as_mut(), &input, image_len, o.batch, &[*output], |_| {})?;
+            times.push(t.elapsed().as_secs_f64());
+        }
     }
+    let compared = compared.map(|(name, o, _, times)| {
+        let ips = stats(times.iter().map(|s| images as f64 / s).collect());
+        let kind = if o.graph.is_quantized() { "int8" } else { "f32" };
+        (name, kind, o.description, o.batch, ips)
+    });
     let batches = images.div_ceil(batch);
     let flops_per_image = 2.0 * graph.macs() as f64;
     let time = stats(seconds.clone());
     let ips = stats(seconds.iter().map(|s| images as f64 / s).collect());
     let ms_per_batch = stats(seconds.iter().map(|s| 1e3 * s / batches as f64).collect());
     let gflops = stats(seconds.iter().map(|s| flops_per_image * images as f64 / s / 1e9).collect());
+    let ips_median_main = ips.median;
 
     // Per-layer time: one extra profiled batch on the same engine, after the
     // timed runs so the timestamp queries do not weigh on them.
@@ -165,6 +202,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "gflops": gflops,
             "macs_per_image": graph.macs(),
             "layer_times_ms": layer_times,
+            "kind": if graph.is_quantized() { "int8" } else { "f32" },
+            "compare": compared.as_ref().map(|(name, kind, device, batch, ips)| json!({
+                "model": name,
+                "kind": kind,
+                "device": device,
+                "batch": batch,
+                "images_per_sec": ips,
+                "speed_vs_model": ips.median / ips_median_main,
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -184,6 +230,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         gflops.max,
         flops_per_image / 1e6
     );
+    if let Some((name, kind, _, cbatch, c)) = &compared {
+        let kind_main = if graph.is_quantized() { "int8" } else { "f32" };
+        println!("\nin the same run, interleaved (images/s, median [min .. max]):");
+        println!(
+            "  {kind_main:<5} {:>10.1}  [{:.1} .. {:.1}]  {}",
+            ips.median,
+            ips.min,
+            ips.max,
+            args.model.model.display()
+        );
+        println!(
+            "  {kind:<5} {:>10.1}  [{:.1} .. {:.1}]  {name} (batch {cbatch})  = {:.2}x",
+            c.median,
+            c.min,
+            c.max,
+            c.median / ips.median
+        );
+        println!();
+    }
     if let Some(p) = &plan {
         println!(
             "dispatches per batch: {}; activation bytes moved per image: {} ({:.2} MB)",
