@@ -61,12 +61,13 @@ async function loadModel(bytes, name) {
     `adapter: ${state.adapterName} · backend ${a.backend} · ${a.device_type}` +
     (extra && extra !== state.adapterName ? ` · ${extra}` : "") +
     ` · max storage binding ${(a.max_storage_buffer_binding_size / 2 ** 20).toFixed(0)} MiB · timestamps ${a.timestamp_query ? "yes" : "no"}` +
-    ` · runs ${state.classifier.precision}` + (a.shader_f16 ? "" : " (no shader-f16 here)");
+    ` · runs ${state.classifier.kind === "int8" ? "int8" : state.classifier.precision}` +
+    (a.shader_f16 ? "" : " (no shader-f16 here)");
   showAdapterPanel(a, state.adapterInfo);
   // f16 storage differs from the f32 CPU engine by more than the balanced bound.
   if (state.classifier.precision === "f16" && !params.has("tolerance")) $("tolerance").value = "permissive";
   state.modelName = name;
-  $("s-model").textContent = name;
+  $("s-model").textContent = `${name} (${state.classifier.kind})`;
   updateRunButton();
   setStatus("model ready");
 }
@@ -173,7 +174,7 @@ async function fromPictures(files) {
 async function loadFiles(files) {
   files = [...files];
   try {
-    const model = files.find((f) => f.name.endsWith(".safetensors"));
+    const model = files.find((f) => f.name.endsWith(".safetensors") || f.name.endsWith(".tflite"));
     if (model) await loadModel(new Uint8Array(await model.arrayBuffer()), model.name);
     const rest = files.filter((f) => f !== model);
     if (rest.length === 0) return;
@@ -258,6 +259,7 @@ async function run() {
     correct: state.labels ? correct : null,
     accuracy: state.labels ? correct / n : null,
     images_per_sec: n / (gpuMs / 1000),
+    kind: c.kind,
     adapter: state.adapterName,
     kernels: JSON.parse(c.kernels),
     adapter_info: JSON.parse(c.adapter),

@@ -6,7 +6,8 @@ With --check it drives headless Chromium through the page: the page runs
 /result, and they are compared with the native CPU engine's (--expect, a
 float32 .npy). The page's load event is held (/wait) until the result is in,
 so Chromium's --screenshot shows the finished grid. Exit status 0 only when
-every argmax matches and max |dprob| <= --tolerance.
+every argmax matches and max |dprob| <= --tolerance (0 for an int8 model:
+its dequantized outputs must equal the native CPU int8 engine's exactly).
 """
 import argparse
 import http.server
@@ -26,6 +27,7 @@ GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c000
 
 class State:
     data_dir = Path(".")
+    model = None  # --model: a model file served at /model/<its name>
     data = "cifar10/test_batch_head.bin"
     result = None
     done = threading.Event()
@@ -63,6 +65,14 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         return super().translate_path(path)
 
     def do_GET(self):
+        if State.model is not None and self.path == f"/model/{State.model.name}":
+            body = State.model.read_bytes()
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.path.startswith("/png/"):
             png = png_of_record(int(self.path[5:].split(".")[0]))
             if png is None:
@@ -149,6 +159,10 @@ def failed_page(r, log):
     return 1
 
 
+def model_param():
+    return f"&model=/model/{State.model.name}" if State.model else ""
+
+
 def check_diff(args, port):
     """The page's diff mode against the native `resnet8 diff --json` of the same
     images: every layer within the tolerance (or, with --perturb, that layer
@@ -160,6 +174,7 @@ def check_diff(args, port):
            f"&tolerance={args.tolerance_preset}"
            + (f"&reference=/data/{args.reference}" if args.reference else "")
            + (f"&perturb={args.perturb}" if args.perturb else "")
+           + model_param()
            + (f"&kernel={args.kernel}" if args.kernel else ""))
     r, log = run_chromium(args, url)
     if r is None or "error" in r:
@@ -199,6 +214,7 @@ def check(args, port):
         sys.exit(f"browser: FAILED: {args.expect} holds {shape[0]} rows, fewer than --images {n}")
     url = (f"http://127.0.0.1:{port}/index.html?hold&report&auto&data=/data/{args.data}"
            f"&limit={n}&batch={args.batch}&pictures={args.pictures}"
+           + model_param()
            + (f"&kernel={args.kernel}" if args.kernel else ""))
     shot = Path(args.screenshot).resolve()
     r, log = run_chromium(args, url)
@@ -226,7 +242,8 @@ def check(args, port):
     info = r.get("adapter_info") or {}
     print(f"browser adapter: subgroups {info.get('subgroups')} (min size {info.get('subgroup_min_size')}), "
           f"timestamps {info.get('timestamp_query')}, shader-f16 {info.get('shader_f16')}")
-    print(f"browser images/s: {r['images_per_sec']:.1f}")
+    print(f"browser images/s ({r.get('kind')}, {Path(args.model).name if args.model else 'pkg/model.safetensors'}): "
+          f"{r['images_per_sec']:.1f}")
     if not ok:
         print(f"browser: FAILED (need {n} images, all argmax equal, max |dprob| <= {args.tolerance}, a screenshot)")
     acc = "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"
@@ -240,6 +257,7 @@ def main():
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--data-dir", default=os.environ.get("RESNET8_DATA", str(WEB.parent.parent / "shared" / "data")))
     p.add_argument("--check", action="store_true")
+    p.add_argument("--model", help="a model file for the page (.safetensors or .tflite; default pkg/model.safetensors)")
     p.add_argument("--expect", help="native CPU probabilities (.npy) to compare with")
     p.add_argument("--data", default="cifar10/test_batch_head.bin", help="dataset path under --data-dir")
     p.add_argument("--images", type=int, default=256)
@@ -260,6 +278,7 @@ def main():
     args = p.parse_args()
     State.data_dir = Path(args.data_dir)
     State.data = args.data
+    State.model = Path(args.model).resolve() if args.model else None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0 if args.check else args.port), Handler)
     port = server.server_address[1]
     if not args.check:

@@ -37,11 +37,15 @@ pub struct Classifier {
     image_len: usize,
     classes: usize,
     precision: Precision,
+    /// The output's int8 quantization, for models whose output is int8
+    /// (the MLPerf `.tflite`): `classify` dequantizes it.
+    output_quant: Option<resnet8::quant::QParams>,
 }
 
 #[wasm_bindgen]
 impl Classifier {
-    /// Loads a `.safetensors` written by `resnet8 convert` and opens the GPU.
+    /// Loads a model (a `.safetensors` from `resnet8 convert` or `resnet8
+    /// quantize`, or a float or int8 `.tflite`) and opens the GPU.
     /// `kernel` picks the conv kernels like `RESNET8_TUNE` natively (a
     /// variant name, or `off`/absent for the default per layer); `precision`
     /// is `f32` (absent) or `f16` (adapters with shader-f16).
@@ -50,11 +54,12 @@ impl Classifier {
         kernel: Option<String>,
         precision: Option<String>,
     ) -> Result<Classifier, JsError> {
-        let model = import::load_safetensors_bytes(model, "model file").map_err(js_err)?;
+        let model = import::load_bytes(model, "model file").map_err(js_err)?;
         let unfolded = model.graph;
         let graph = passes::optimize(&unfolded);
         let image_len = graph.input_shape().iter().product();
         let classes = graph.nodes[graph.output].size();
+        let output_quant = graph.quant_of(graph.output);
         let ctx = GpuContext::new(None, None).await.map_err(js_err)?;
         let adapter = serde_json::to_string(&ctx.adapter).map_err(js_err)?;
         let tuning = match kernel.as_deref() {
@@ -76,7 +81,14 @@ impl Classifier {
             image_len,
             classes,
             precision,
+            output_quant,
         })
+    }
+
+    /// What the model computes in: "int8" or "f32".
+    #[wasm_bindgen(getter)]
+    pub fn kind(&self) -> String {
+        if self.unfolded.is_quantized() { "int8" } else { "f32" }.to_string()
     }
 
     /// How activations are stored: "f32" or "f16".
@@ -116,17 +128,22 @@ impl Classifier {
     }
 
     /// Classifies `n` images (NHWC raw pixel values) and resolves to an
-    /// `n × classes` Float32Array of probabilities.
+    /// `n × classes` Float32Array of probabilities (an int8 output dequantized,
+    /// `scale × (q − zero point)`, as `resnet8 predict` does).
     // The borrow is held across the awaits on purpose: a second call while
     // this one runs is refused by `try_borrow_mut` instead of interleaving.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn classify(&self, images: Vec<f32>, n: usize) -> js_sys::Promise {
         let engine = self.engine.clone();
+        let output_quant = self.output_quant;
         wasm_bindgen_futures::future_to_promise(async move {
             let mut engine =
                 engine.try_borrow_mut().map_err(|_| JsError::new("classify is already running: await it first"))?;
             let output = engine.graph().output;
-            let out = engine.run_async(&images, n, &[output]).await.map_err(js_err)?;
+            let mut out = engine.run_async(&images, n, &[output]).await.map_err(js_err)?;
+            if let Some(q) = output_quant {
+                out[0].iter_mut().for_each(|v| *v = q.dequantize(*v));
+            }
             Ok(js_sys::Float32Array::from(&out[0][..]).into())
         })
     }
