@@ -524,16 +524,22 @@ mod tests {
 
     #[test]
     fn methods_clip_outliers_that_minmax_keeps() {
-        // A ReLU-like tensor: many small values, one huge outlier.
+        // A ReLU-like tensor: many small values, one outlier 10× their maximum.
+        // (Entropy's thresholds start at 256 of the 2048 bins, so it cannot
+        // clip below an eighth of the largest value.)
         let mut values: Vec<f32> = (0..100_000).map(|i| (i % 1000) as f32 / 1000.0).collect();
-        values.push(100.0);
+        values.push(10.0);
         let o = observer(&values);
-        assert_eq!(o.range(Method::MinMax), (0.0, 100.0));
-        for method in [Method::Percentile(99.99), Method::Entropy, Method::Mse] {
+        assert_eq!(o.range(Method::MinMax), (0.0, 10.0));
+        for method in [Method::Percentile(99.99), Method::Entropy] {
             let (lo, hi) = o.range(method);
             assert_eq!(lo, 0.0, "{method:?}");
             assert!(hi > 0.9 && hi < 5.0, "{method:?} chose {hi}");
         }
+        // mse weighs the outlier's clipping error (81 at 1.0) against everyone's
+        // rounding error: one outlier is worth keeping, most of the way.
+        let (lo, hi) = o.range(Method::Mse);
+        assert!(lo == 0.0 && hi > 5.0 && hi <= 10.0, "mse chose {hi}");
         // Without outliers every method keeps (nearly) the whole range.
         let o = observer(&values[..100_000]);
         for method in [Method::Percentile(99.99), Method::Entropy, Method::Mse] {
@@ -546,7 +552,7 @@ mod tests {
     fn sqnr_of_known_noise() {
         let mut s = Sqnr::default();
         s.add(&[1.0, -1.0], &[1.1, -1.1]);
-        assert!((s.db() - 20.0).abs() < 1e-9);
+        assert!((s.db() - 20.0).abs() < 1e-4, "{}", s.db()); // 1.1 is not exact in f32
         let mut exact = Sqnr::default();
         exact.add(&[1.0], &[1.0]);
         assert!(exact.db().is_infinite());
