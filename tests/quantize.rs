@@ -100,6 +100,7 @@ fn own_int8_model_on_the_gpu_equals_the_cpu_int8_engine_bit_for_bit() {
     let mut ran = 0;
     for (backends, tuning) in [
         (wgpu::Backends::VULKAN, Tuning::Default),
+        (wgpu::Backends::VULKAN, Tuning::Force(Variant::Int8ConvBlock)),
         (wgpu::Backends::VULKAN, Tuning::Force(Variant::Int8Conv)),
         (wgpu::Backends::GL, Tuning::Default),
     ] {

@@ -83,7 +83,9 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     }
     assert!(Variant::CONV.iter().all(|c| pipelines.iter().any(|(v, _, _, _)| v == c)));
     assert!(pipelines.iter().any(|(_, _, p, _)| *p == Precision::F16));
-    for v in [Variant::Int8Softmax, Variant::Int8Conv, Variant::Int8ConvBlock, Variant::Int8Dense] {
+    for v in
+        [Variant::Int8Softmax, Variant::Int8Conv, Variant::Int8ConvBlock, Variant::Int8ConvDot4, Variant::Int8Dense]
+    {
         assert!(pipelines.iter().any(|(p, _, _, _)| *p == v), "{v:?} is translated too");
     }
     let spirv_val =

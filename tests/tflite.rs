@@ -180,16 +180,17 @@ fn int8_gpu(
 fn int8_on_the_gpu_equals_the_reference_kernels_bit_for_bit() {
     use resnet8::engine::gpu::{Tuning, Variant};
     let runs = [
-        (wgpu::Backends::VULKAN, Tuning::Default, "int8_conv_block"),
+        (wgpu::Backends::VULKAN, Tuning::Default, "int8_conv_dot4"),
+        (wgpu::Backends::VULKAN, Tuning::Force(Variant::Int8ConvBlock), "int8_conv_block"),
         (wgpu::Backends::VULKAN, Tuning::Force(Variant::Int8Conv), "int8_conv"),
-        (wgpu::Backends::GL, Tuning::Default, "int8_conv_block"),
+        (wgpu::Backends::GL, Tuning::Default, "int8_conv_dot4"),
     ];
     for (backends, tuning, conv) in runs {
         let Some((g, mut e)) = int8_gpu(backends, tuning) else { continue };
         let kernels: Vec<&str> = e.plan_summary().kernels.iter().map(|(_, k)| *k).collect();
         assert!(kernels.contains(&conv) && kernels.contains(&"int8_softmax"), "{kernels:?}");
         let data = dataset::load(&head_bin(), None).unwrap();
-        let n = if conv == "int8_conv_block" && backends == wgpu::Backends::VULKAN { data.len() } else { 64 };
+        let n = if tuning == Tuning::Default && backends == wgpu::Backends::VULKAN { data.len() } else { 64 };
         let out = pollster::block_on(e.run_pipelined(&data.images[..n * 3072], 48, &[g.output], &mut |_| {})).unwrap();
         let want = npy::read_npz(&reference("tflite_int8_ref_head.npz")).unwrap();
         let differing = out[0].iter().zip(&want["raw_int8"].data).filter(|(a, b)| a != b).count();

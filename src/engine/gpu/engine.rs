@@ -176,7 +176,9 @@ impl GpuEngine {
     /// each conv with f32 input, then the graph input's readers again for
     /// packed 8-bit input where the engine packs it.
     pub(crate) fn conv_slots(&self) -> Vec<(NodeId, Input)> {
-        let convs = (0..self.graph.nodes.len()).filter(|&i| matches!(self.graph.nodes[i].op, Op::Conv2d { .. }));
+        let convs = (0..self.graph.nodes.len()).filter(|&i| {
+            matches!(self.graph.nodes[i].op, Op::Conv2d { .. } | Op::Quantized(crate::quant::QOp::Conv2d { .. }))
+        });
         let mut slots: Vec<(NodeId, Input)> = convs.map(|i| (i, Input::F32)).collect();
         if self.packs_input() {
             slots.extend(self.packed_readers().into_iter().map(|i| (i, Input::Packed8)));

@@ -83,6 +83,7 @@ pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("dense.wgsl", include_str!("../../../shaders/dense.wgsl")),
     ("head.wgsl", include_str!("../../../shaders/head.wgsl")),
     ("int8.wgsl", include_str!("../../../shaders/int8.wgsl")),
+    ("int8_dot4.wgsl", include_str!("../../../shaders/int8_dot4.wgsl")),
 ];
 
 /// One kernel: an entry point of a shader made of some of the files above.
@@ -114,6 +115,8 @@ pub enum Variant {
     Int8Conv,
     /// `CB` output channels per invocation, weights packed 4 per word.
     Int8ConvBlock,
+    /// `CB` output channels per invocation, 4 input channels per `dot4I8Packed`.
+    Int8ConvDot4,
     Int8Add,
     Int8AvgPool,
     Int8Dense,
@@ -138,7 +141,7 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 22] = [
+    pub const ALL: [Variant; 23] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvUniform,
@@ -157,6 +160,7 @@ impl Variant {
         Variant::Int8Dequantize,
         Variant::Int8Conv,
         Variant::Int8ConvBlock,
+        Variant::Int8ConvDot4,
         Variant::Int8Add,
         Variant::Int8AvgPool,
         Variant::Int8Dense,
@@ -168,7 +172,7 @@ impl Variant {
         [Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup, Variant::ConvTiled, Variant::ConvGeneric];
 
     /// The int8 conv kernels (`RESNET8_TUNE=int8_conv` forces the scalar one).
-    pub const INT8_CONV: [Variant; 2] = [Variant::Int8ConvBlock, Variant::Int8Conv];
+    pub const INT8_CONV: [Variant; 3] = [Variant::Int8ConvDot4, Variant::Int8ConvBlock, Variant::Int8Conv];
 
     /// (the variant's own shader files, entry point, bindings).
     pub fn spec(self) -> (&'static [&'static str], &'static str, &'static [(u32, Access)]) {
@@ -186,6 +190,8 @@ impl Variant {
             &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (7, Read)];
         const Q_PACKED: &[(u32, Access)] =
             &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (8, Read)];
+        const Q_DOT4: &[(u32, Access)] =
+            &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (7, Read), (8, Read)];
         match self {
             Variant::ConvGeneric => (&["conv2d.wgsl"], "conv2d", CONV),
             // The specialised convs also take an input part (see `files`).
@@ -208,6 +214,7 @@ impl Variant {
             Variant::Int8Dequantize => (&["int8.wgsl"], "int8_dequantize", Q_UNARY),
             Variant::Int8Conv => (&["int8.wgsl"], "int8_conv", Q_WEIGHTED),
             Variant::Int8ConvBlock => (&["int8.wgsl"], "int8_conv_block", Q_PACKED),
+            Variant::Int8ConvDot4 => (&["int8.wgsl", "int8_dot4.wgsl"], "int8_conv_dot4", Q_DOT4),
             Variant::Int8Add => (&["int8.wgsl"], "int8_add", Q_BINARY),
             Variant::Int8AvgPool => (&["int8.wgsl"], "int8_avg_pool", Q_UNARY),
             Variant::Int8Dense => (&["int8.wgsl"], "int8_dense", Q_WEIGHTED),
@@ -236,6 +243,7 @@ impl Variant {
             Variant::Int8Dequantize => "int8_dequantize",
             Variant::Int8Conv => "int8_conv",
             Variant::Int8ConvBlock => "int8_conv_block",
+            Variant::Int8ConvDot4 => "int8_conv_dot4",
             Variant::Int8Add => "int8_add",
             Variant::Int8AvgPool => "int8_avg_pool",
             Variant::Int8Dense => "int8_dense",

@@ -153,7 +153,11 @@ pub fn conv_variants(
     caps: DeviceCaps,
     graph_input: Input,
 ) -> Vec<Result<Variant, Declined>> {
-    Variant::CONV
+    let candidates: &[Variant] = match graph.nodes[id].op {
+        Op::Quantized(QOp::Conv2d { .. }) => &Variant::INT8_CONV,
+        _ => &Variant::CONV,
+    };
+    candidates
         .iter()
         .map(|&v| lower(graph, id, Some(v), caps, graph_input).map(|l| l.map_or(v, |l| l.variant)))
         .collect()
@@ -448,6 +452,9 @@ impl ConstantBuffer {
     }
 }
 
+/// The int8 conv where the channels allow packed dot products.
+const DEFAULT_INT8_CONV: Variant = Variant::Int8ConvDot4;
+
 /// An int8 node: a scalar kernel of `shaders/int8.wgsl` per op, its integer
 /// parameters (binding 6) laid out as the entry point reads them.
 /// `variant` picks the int8 conv kernel (default: blocked where the channels allow).
@@ -485,7 +492,7 @@ fn lower_int8(graph: &Graph, id: NodeId, q: &QOp, variant: Option<Variant>) -> R
         QOp::Dequantize { input } => {
             (Variant::Int8Dequantize, unary, vec![ConstantBuffer::i32([bits(input.scale), input.zero_point])], size)
         }
-        QOp::Conv2d { window, weight, bias, input, output, requant, range, .. } => {
+        QOp::Conv2d { window, weight, weight_shape, bias, input, output, requant, range, .. } => {
             params.set_window(window);
             let tail = [
                 ConstantBuffer::i32(bias.iter().copied()),
@@ -493,28 +500,73 @@ fn lower_int8(graph: &Graph, id: NodeId, q: &QOp, variant: Option<Variant>) -> R
                 ConstantBuffer::i32([input.zero_point, output.zero_point, range.0, range.1]),
             ];
             let blocked = out_c % CONV_CHANNEL_BLOCK == 0;
-            if variant == Some(Variant::Int8ConvBlock) && !blocked {
-                return Err((
-                    Variant::Int8ConvBlock,
-                    format!("needs output channels in multiples of {CONV_CHANNEL_BLOCK}, not {out_c}"),
-                ));
-            }
-            if blocked && variant != Some(Variant::Int8Conv) {
-                // CB channels per invocation, the (kh, kw, cin, cout) weights 4 bytes per word.
-                let words = weight
-                    .chunks_exact(4)
-                    .map(|w| i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]));
-                let mut bindings = weighted;
-                bindings.retain(|&(b, _)| b != 7);
-                bindings.push((8, Role::Constant(0)));
-                let blocks = size / CONV_CHANNEL_BLOCK as u64;
-                let mut buffers = vec![ConstantBuffer::i32(words)];
-                buffers.extend(tail);
-                (Variant::Int8ConvBlock, bindings, buffers, blocks)
-            } else {
-                let mut buffers = vec![ConstantBuffer::i32(weight.iter().map(|&w| w as i32))];
-                buffers.extend(tail);
-                (Variant::Int8Conv, weighted, buffers, size)
+            let dot4 = blocked && in_c % 4 == 0;
+            let chosen = match variant {
+                Some(Variant::Int8ConvBlock) if !blocked => {
+                    return Err((
+                        Variant::Int8ConvBlock,
+                        format!("needs output channels in multiples of {CONV_CHANNEL_BLOCK}, not {out_c}"),
+                    ))
+                }
+                Some(Variant::Int8ConvDot4) if !dot4 => {
+                    return Err((
+                        Variant::Int8ConvDot4,
+                        format!(
+                            "needs input channels in multiples of 4 and output channels in multiples of \
+                             {CONV_CHANNEL_BLOCK}, not {in_c} and {out_c}"
+                        ),
+                    ))
+                }
+                Some(v) => v,
+                None if dot4 => DEFAULT_INT8_CONV,
+                None if blocked => Variant::Int8ConvBlock,
+                None => Variant::Int8Conv,
+            };
+            let [kh, kw, cin, cout] = *weight_shape;
+            match chosen {
+                Variant::Int8ConvDot4 => {
+                    // Words (kh, kw, cin / 4, cout): byte j of a word is input channel 4c + j.
+                    let taps = kh * kw;
+                    let mut words = Vec::with_capacity(taps * cin / 4 * cout);
+                    let mut sums = vec![0i32; taps * cout];
+                    for tap in 0..taps {
+                        for c4 in 0..cin / 4 {
+                            for oc in 0..cout {
+                                let w = |j: usize| weight[(tap * cin + 4 * c4 + j) * cout + oc];
+                                words.push(i32::from_le_bytes([w(0) as u8, w(1) as u8, w(2) as u8, w(3) as u8]));
+                            }
+                        }
+                        for ic in 0..cin {
+                            for oc in 0..cout {
+                                sums[tap * cout + oc] += weight[(tap * cin + ic) * cout + oc] as i32;
+                            }
+                        }
+                    }
+                    let mut bindings = weighted;
+                    bindings.push((8, Role::Constant(4)));
+                    let mut buffers = vec![ConstantBuffer::i32(sums)];
+                    buffers.extend(tail);
+                    buffers.push(ConstantBuffer::i32(words));
+                    (Variant::Int8ConvDot4, bindings, buffers, size / CONV_CHANNEL_BLOCK as u64)
+                }
+                Variant::Int8ConvBlock => {
+                    // CB channels per invocation, the (kh, kw, cin, cout) weights 4 bytes per word.
+                    let words = weight
+                        .chunks_exact(4)
+                        .map(|w| i32::from_le_bytes([w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8]));
+                    let mut bindings = weighted;
+                    bindings.retain(|&(b, _)| b != 7);
+                    bindings.push((8, Role::Constant(0)));
+                    let blocks = size / CONV_CHANNEL_BLOCK as u64;
+                    let mut buffers = vec![ConstantBuffer::i32(words)];
+                    buffers.extend(tail);
+                    (Variant::Int8ConvBlock, bindings, buffers, blocks)
+                }
+                _ => {
+                    let mut buffers = vec![ConstantBuffer::i32(weight.iter().map(|&w| w as i32))];
+                    buffers.extend(tail);
+                    (Variant::Int8Conv, weighted, buffers, size)
+                }
             }
         }
         QOp::Add { inputs, output, input_requant: [r1, r2], output_requant: ro, range } => {
