@@ -1,16 +1,38 @@
 // int8 ops with TFLite's reference-kernel integer semantics, equal bit for
-// bit to the CPU int8 engine (src/quant.rs). int8 values are stored as f32
-// holding the exact integer, like every activation. WGSL has no i64: the
-// 64-bit products of the fixed-point requantization are built from 16-bit
-// limbs in vec2<u32> (lo, hi), two's complement.
+// bit to the CPU int8 engine (src/quant.rs). int8 activations are stored
+// packed, 4 per u32 word (value i of the batch is byte i % 4 of word i / 4,
+// little-endian), so every kernel that writes them writes whole words: the
+// element-wise ones compute 4 consecutive values per invocation. The model's
+// f32 input (int8_quantize) and f32 output (int8_dequantize) travel as the
+// f32 bits in the same u32 words. WGSL has no i64: the 64-bit products of the
+// fixed-point requantization are built from 16-bit limbs in vec2<u32> (lo,
+// hi), two's complement.
 //
 // q: the per-node integer parameters (zero points, clamp range, multipliers),
 // laid out per entry point as src/engine/gpu/lower.rs writes them.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(4) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(6) var<storage, read> q: array<i32>;
+
+// ---- packed int8 storage ----
+
+// Byte i % 4 of a word, sign-extended (shifts, not extractBits: every target has them).
+fn byte_of(word: u32, i: u32) -> i32 {
+    return (bitcast<i32>(word) << (24u - (i & 3u) * 8u)) >> 24u;
+}
+
+// int8 value i of src.
+fn load_q(i: u32) -> i32 {
+    return byte_of(src[i >> 2u], i);
+}
+
+// Four int8 values (each in -128..=127) as one word, value 0 in the low byte.
+fn pack_q(v: vec4<i32>) -> u32 {
+    let b = bitcast<vec4<u32>>(v) & vec4<u32>(0xffu);
+    return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
 
 // ---- 64-bit helpers ----
 
@@ -177,50 +199,69 @@ fn i64_half_sum(a: i32) -> i32 {
 
 // ---- entry points ----
 
+// The element-wise kernels: invocation w computes values 4w .. 4w + 3 of the
+// batch (those below p.len) with one of these, and writes them as word w.
+
 // q: [scale bits, zero point]. Round half away from zero, as TFLite quantizes.
-@compute @workgroup_size(WG)
-fn int8_quantize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.len) {
-        return;
-    }
-    let r = src[i] / bitcast<f32>(q[0]);
+fn quantize_value(i: u32) -> i32 {
+    let r = bitcast<f32>(src[i]) / bitcast<f32>(q[0]);
     let t = trunc(r);
     let rounded = t + select(0.0, sign(r), abs(r - t) >= 0.5);
-    dst[i] = f32(clamp(i32(rounded) + q[1], -128, 127));
+    return clamp(i32(rounded) + q[1], -128, 127);
 }
 
-// q: [scale bits, zero point].
+@compute @workgroup_size(WG)
+fn int8_quantize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
+        return;
+    }
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = quantize_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
+}
+
+// q: [scale bits, zero point]. One f32 per invocation.
 @compute @workgroup_size(WG)
 fn int8_dequantize(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(gid, nwg);
     if (i >= p.len) {
         return;
     }
-    dst[i] = bitcast<f32>(q[0]) * (src[i] - f32(q[1]));
+    dst[i] = bitcast<u32>(bitcast<f32>(q[0]) * f32(load_q(i) - q[1]));
 }
 
 // q: [zero point 1, zero point 2, output zero point, min, max, m1, s1, m2, s2, m_out, s_out].
-@group(0) @binding(2) var<storage, read> src2: array<f32>;
+@group(0) @binding(2) var<storage, read> src2: array<u32>;
+
+fn add_value(i: u32) -> i32 {
+    let b_in = byte_of(src2[i >> 2u], i);
+    let a = requant((load_q(i) - q[0]) * (1 << 20u), q[5], q[6]);
+    let b = requant((b_in - q[1]) * (1 << 20u), q[7], q[8]);
+    return clamp(requant(a + b, q[9], q[10]) + q[2], q[3], q[4]);
+}
 
 @compute @workgroup_size(WG)
 fn int8_add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.len) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
         return;
     }
-    let a = requant((i32(src[i]) - q[0]) * (1 << 20u), q[5], q[6]);
-    let b = requant((i32(src2[i]) - q[1]) * (1 << 20u), q[7], q[8]);
-    dst[i] = f32(clamp(requant(a + b, q[9], q[10]) + q[2], q[3], q[4]));
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = add_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
 }
 
 // q: [min, max]. The average rounded half away from zero over the in-image taps.
-@compute @workgroup_size(WG)
-fn int8_avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.len) {
-        return;
-    }
+fn avg_pool_value(i: u32) -> i32 {
     let c = i % p.out_c;
     let ox = (i / p.out_c) % p.out_w;
     let oy = (i / (p.out_c * p.out_w)) % p.out_h;
@@ -232,7 +273,7 @@ fn int8_avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         for (var kx = 0u; kx < p.k_w; kx++) {
             let ix = i32(ox * p.stride_w + kx) - i32(p.pad_left);
             if (iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w)) {
-                acc += i32(src[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + c]);
+                acc += load_q(((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + c);
                 count++;
             }
         }
@@ -241,24 +282,36 @@ fn int8_avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if (count > 0) {
         avg = select((acc - count / 2) / count, (acc + count / 2) / count, acc > 0);
     }
-    dst[i] = f32(clamp(avg, q[0], q[1]));
+    return clamp(avg, q[0], q[1]);
 }
 
-// q: [input_multiplier, input_left_shift, diff_min]; one invocation per row of p.out_c values.
 @compute @workgroup_size(WG)
-fn int8_softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_index(gid, nwg);
-    if (row >= p.len) {
+fn int8_avg_pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
         return;
     }
-    let base = row * p.out_c;
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = avg_pool_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
+}
+
+// q: [input_multiplier, input_left_shift, diff_min]. Value i of its row of
+// p.out_c values: the row's max and sum are recomputed per value (rows are
+// not word-aligned, and a row of logits is short).
+fn softmax_value(i: u32) -> i32 {
+    let base = (i / p.out_c) * p.out_c;
     var max_v = -128;
     for (var c = 0u; c < p.out_c; c++) {
-        max_v = max(max_v, i32(src[base + c]));
+        max_v = max(max_v, load_q(base + c));
     }
     var sum = 0;
     for (var c = 0u; c < p.out_c; c++) {
-        let diff = i32(src[base + c]) - max_v;
+        let diff = load_q(base + c) - max_v;
         if (diff >= q[2]) {
             let d = srdhm(diff * (1 << u32(q[1])), q[0]);
             sum += rescale(exp_on_negative_values(d), 0, 12);
@@ -271,16 +324,29 @@ fn int8_softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         shifted = bitcast<u32>(sum) << headroom_plus_one;
     }
     let shifted_scale = one_over_one_plus_x(bitcast<i32>(shifted - 0x80000000u));
-    for (var c = 0u; c < p.out_c; c++) {
-        let diff = i32(src[base + c]) - max_v;
-        var out = -128;
-        if (diff >= q[2]) {
-            let d = srdhm(diff * (1 << u32(q[1])), q[0]);
-            let unsat = rounding_divide_by_pot(srdhm(shifted_scale, exp_on_negative_values(d)), num_bits_over_unit + 31 - 8);
-            out = clamp(unsat - 128, -128, 127);
-        }
-        dst[base + c] = f32(out);
+    let diff = load_q(i) - max_v;
+    var out = -128;
+    if (diff >= q[2]) {
+        let d = srdhm(diff * (1 << u32(q[1])), q[0]);
+        let unsat = rounding_divide_by_pot(srdhm(shifted_scale, exp_on_negative_values(d)), num_bits_over_unit + 31 - 8);
+        out = clamp(unsat - 128, -128, 127);
     }
+    return out;
+}
+
+@compute @workgroup_size(WG)
+fn int8_softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
+        return;
+    }
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = softmax_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
 }
 
 // Weighted ops: weights (int8 values as i32), int32 bias, per-channel (multiplier, shift).
@@ -289,12 +355,7 @@ fn int8_softmax(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 @group(0) @binding(7) var<storage, read> weight: array<i32>;
 
 // q: [input zero point, output zero point, min, max]. Weights (kh, kw, cin, cout).
-@compute @workgroup_size(WG)
-fn int8_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.len) {
-        return;
-    }
+fn conv_value(i: u32) -> i32 {
     let oc = i % p.out_c;
     let ox = (i / p.out_c) % p.out_w;
     let oy = (i / (p.out_c * p.out_w)) % p.out_h;
@@ -313,37 +374,63 @@ fn int8_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
             let px = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
             let wk = (ky * p.k_w + kx) * p.in_c * p.out_c + oc;
             for (var ic = 0u; ic < p.in_c; ic++) {
-                acc += weight[wk + ic * p.out_c] * (i32(src[px + ic]) - q[0]);
+                acc += weight[wk + ic * p.out_c] * (load_q(px + ic) - q[0]);
             }
         }
     }
     acc += bias[oc];
     let r = requant_of[oc];
-    dst[i] = f32(clamp(requant(acc, r.x, r.y) + q[1], q[2], q[3]));
+    return clamp(requant(acc, r.x, r.y) + q[1], q[2], q[3]);
+}
+
+@compute @workgroup_size(WG)
+fn int8_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
+        return;
+    }
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = conv_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
 }
 
 // q: [input zero point, output zero point, min, max]. Weights (out, in); single-rounding requant.
-@compute @workgroup_size(WG)
-fn int8_dense(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat_index(gid, nwg);
-    if (i >= p.len) {
-        return;
-    }
+fn dense_value(i: u32) -> i32 {
     let j = i % p.out_c;
     let n = i / p.out_c;
     var acc = 0;
     for (var k = 0u; k < p.in_c; k++) {
-        acc += weight[j * p.in_c + k] * (i32(src[n * p.in_c + k]) - q[0]);
+        acc += weight[j * p.in_c + k] * (load_q(n * p.in_c + k) - q[0]);
     }
     acc += bias[j];
     let r = requant_of[0];
-    dst[i] = f32(clamp(requant_single_rounding(acc, r.x, r.y) + q[1], q[2], q[3]));
+    return clamp(requant_single_rounding(acc, r.x, r.y) + q[1], q[2], q[3]);
+}
+
+@compute @workgroup_size(WG)
+fn int8_dense(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let w = flat_index(gid, nwg);
+    if (w * 4u >= p.len) {
+        return;
+    }
+    var v = vec4<i32>(0);
+    for (var j = 0u; j < 4u; j++) {
+        if (w * 4u + j < p.len) {
+            v[j] = dense_value(w * 4u + j);
+        }
+    }
+    dst[w] = pack_q(v);
 }
 
 // The blocked int8 conv: one output pixel × CB output channels per
-// invocation, weights packed 4 channels per word ((kh, kw, cin, cout / 4),
-// sign-extended by shifts), so each input value is loaded once per CB
-// channels. Same integer arithmetic as int8_conv, in the same order.
+// invocation (CB / 4 whole output words), weights packed 4 channels per word
+// ((kh, kw, cin, cout / 4), sign-extended by shifts), so each input value is
+// loaded once per CB channels. Same integer arithmetic as int8_conv, in the
+// same order.
 @group(0) @binding(8) var<storage, read> weight_words: array<u32>;
 
 @compute @workgroup_size(WG)
@@ -372,7 +459,7 @@ fn int8_conv_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             let px = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
             let wk = (ky * p.k_w + kx) * p.in_c * words_per_tap + block * (CB / 4u);
             for (var ic = 0u; ic < p.in_c; ic++) {
-                let x = i32(src[px + ic]) - q[0];
+                let x = load_q(px + ic) - q[0];
                 let w0 = wk + ic * words_per_tap;
                 for (var k = 0u; k < CB / 4u; k++) {
                     let w = bitcast<i32>(weight_words[w0 + k]);
@@ -382,13 +469,19 @@ fn int8_conv_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
             }
         }
     }
-    let out = ((n * p.out_h + oy) * p.out_w + ox) * p.out_c + block * CB;
+    store_block(n, oy, ox, block, acc);
+}
+
+// The CB channels of one output pixel: requantized, clamped, as CB / 4 words.
+fn store_block(n: u32, oy: u32, ox: u32, block: u32, acc: array<vec4<i32>, CB / 4u>) {
+    let out_word = (((n * p.out_h + oy) * p.out_w + ox) * p.out_c + block * CB) / 4u;
     for (var k = 0u; k < CB / 4u; k++) {
+        var v = vec4<i32>(0);
         for (var j = 0u; j < 4u; j++) {
             let oc = block * CB + k * 4u + j;
             let r = requant_of[oc];
-            let v = acc[k][j] + bias[oc];
-            dst[out + k * 4u + j] = f32(clamp(requant(v, r.x, r.y) + q[1], q[2], q[3]));
+            v[j] = clamp(requant(acc[k][j] + bias[oc], r.x, r.y) + q[1], q[2], q[3]);
         }
+        dst[out_word + k] = pack_q(v);
     }
 }

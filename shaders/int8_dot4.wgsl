@@ -1,8 +1,8 @@
 // The int8 conv on packed 8-bit dot products (appended to int8.wgsl; its own
 // module, so a backend without packed dot products loses only this kernel).
 // One output pixel × CB output channels per invocation, like int8_conv_block,
-// but 4 input channels at a time: the pixel's 4 values packed into one word
-// (pack4xI8) against a word of their 4 weights (dot4I8Packed: one native
+// but 4 input channels at a time: the word holding a pixel's 4 stored int8
+// values against a word of their 4 weights (dot4I8Packed: one native
 // instruction where the device has integer dot products, a polyfill
 // elsewhere). Weights: words (kh, kw, cin / 4, cout), byte j = channel 4c + j.
 //
@@ -24,7 +24,7 @@ fn int8_conv_dot4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let oy = (i / (blocks * p.out_w)) % p.out_h;
     let n = i / (blocks * p.out_w * p.out_h);
     let in_c4 = p.in_c / 4u;
-    var acc: array<i32, CB>;
+    var acc: array<vec4<i32>, CB / 4u>;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = i32(oy * p.stride_h + ky) - i32(p.pad_top);
         if (iy < 0 || iy >= i32(p.in_h)) {
@@ -38,23 +38,18 @@ fn int8_conv_dot4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
             let tap = ky * p.k_w + kx;
             let sums = tap * p.out_c + block * CB;
             for (var k = 0u; k < CB; k++) {
-                acc[k] -= q[0] * weight[sums + k];
+                acc[k / 4u][k % 4u] -= q[0] * weight[sums + k];
             }
-            let px = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
+            // The pixel's channels start at a word: p.in_c is a multiple of 4.
+            let px_word = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * in_c4;
             for (var c4 = 0u; c4 < in_c4; c4++) {
-                let c = px + c4 * 4u;
-                let x = pack4xI8(vec4<i32>(i32(src[c]), i32(src[c + 1u]), i32(src[c + 2u]), i32(src[c + 3u])));
+                let x = src[px_word + c4];
                 let w0 = (tap * in_c4 + c4) * p.out_c + block * CB;
                 for (var k = 0u; k < CB; k++) {
-                    acc[k] += dot4I8Packed(x, weight_words[w0 + k]);
+                    acc[k / 4u][k % 4u] += dot4I8Packed(x, weight_words[w0 + k]);
                 }
             }
         }
     }
-    let out = ((n * p.out_h + oy) * p.out_w + ox) * p.out_c + block * CB;
-    for (var k = 0u; k < CB; k++) {
-        let oc = block * CB + k;
-        let r = requant_of[oc];
-        dst[out + k] = f32(clamp(requant(acc[k] + bias[oc], r.x, r.y) + q[1], q[2], q[3]));
-    }
+    store_block(n, oy, ox, block, acc);
 }

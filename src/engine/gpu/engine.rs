@@ -101,7 +101,7 @@ impl GpuEngine {
         let channels = graph.input_shape().last().copied().unwrap_or(1).max(1);
         let stored_channels = lower::stored_input_channels(channels as u32, precision) as u64;
         let input_values = graph.nodes[graph.input].size() as u64 / channels as u64 * stored_channels;
-        let memory = memory::plan(&graph, &alias, precision.bytes(), input_values);
+        let memory = memory::plan(&graph, &alias, |id| value_bytes(&graph, precision, id), input_values);
         check_fits_adapter(&ctx, &graph, &memory, precision)?;
         let mut engine = GpuEngine {
             ctx,
@@ -189,7 +189,12 @@ impl GpuEngine {
     /// Bytes of node `id`'s output for `batch` images as stored, in whole
     /// 4-byte words (copies and bindings come in those).
     fn stored_values_bytes(&self, id: NodeId, batch: usize) -> u64 {
-        (self.graph.nodes[id].size() as u64 * batch as u64 * self.caps.precision.bytes()).next_multiple_of(4)
+        (self.graph.nodes[id].size() as u64 * batch as u64 * self.value_bytes(id)).next_multiple_of(4)
+    }
+
+    /// Bytes per value of node `id`'s output as stored (see [`value_bytes`]).
+    fn value_bytes(&self, id: NodeId) -> u64 {
+        value_bytes(&self.graph, self.caps.precision, id)
     }
 
     /// Whether inputs of whole 8-bit pixel values go to the GPU packed.
@@ -255,7 +260,7 @@ impl GpuEngine {
                 (n.size() / n.shape.last().copied().unwrap_or(1).max(1)) as u64 * 4
             // one u32 per pixel
             } else {
-                n.size() as u64 * self.caps.precision.bytes()
+                n.size() as u64 * self.value_bytes(j)
             }
         };
         let mut bytes = 0u64;
@@ -501,8 +506,10 @@ impl GpuEngine {
         let from_host = copied.iter().any(|c| !c).then(|| input.to_vec());
         let dispatched: Vec<NodeId> = plan.dispatches.iter().map(|d| d.node).collect();
         let values = nodes.iter().map(|&n| self.graph.nodes[n].size() * batch).collect();
+        let value_bytes = nodes.iter().map(|&n| self.value_bytes(n)).collect();
         Ok(Pending {
             batch,
+            value_bytes,
             readback,
             offsets,
             values,
@@ -516,22 +523,23 @@ impl GpuEngine {
     /// Waits for a submitted batch and reads its outputs back.
     async fn finish_chunk(&mut self, p: Pending) -> Result<Vec<Vec<f32>>> {
         let bytes = read_buffer(&self.ctx, &p.readback, Some(p.submission.clone())).await?;
-        let precision = self.caps.precision;
         let out = p
             .offsets
             .iter()
             .zip(&p.values)
             .zip(&p.copied)
-            .map(|((&o, &n), &copied)| match (copied, &p.from_host) {
+            .zip(&p.value_bytes)
+            .map(|(((&o, &n), &copied), &value_bytes)| match (copied, &p.from_host) {
                 (false, Some(input)) => input.clone(),
                 _ => {
                     let at = &bytes[o as usize..];
-                    match precision {
-                        Precision::F32 => bytemuck::pod_collect_to_vec::<u8, f32>(&at[..n * 4]),
-                        Precision::F16 => at[..n * 2]
+                    match value_bytes {
+                        4 => bytemuck::pod_collect_to_vec::<u8, f32>(&at[..n * 4]),
+                        2 => at[..n * 2]
                             .chunks_exact(2)
                             .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                             .collect(),
+                        _ => at[..n].iter().map(|&b| b as i8 as f32).collect(),
                     }
                 }
             })
@@ -639,6 +647,16 @@ impl GpuEngine {
             return Err(Error::Gpu(format!("timing {}: {e}", variant.name())));
         }
         Ok(best)
+    }
+}
+
+/// Bytes per value of node `id`'s output as stored: int8 values 1 (packed 4
+/// per word, as the int8 kernels read and write them), others at `precision`.
+fn value_bytes(graph: &Graph, precision: Precision, id: NodeId) -> u64 {
+    if graph.quant_of(id).is_some() {
+        1
+    } else {
+        precision.bytes()
     }
 }
 
@@ -763,6 +781,8 @@ struct Pending {
     offsets: Vec<u64>,
     /// Values per requested node.
     values: Vec<usize>,
+    /// Bytes per value of each requested node as stored (4 f32, 2 f16, 1 int8).
+    value_bytes: Vec<u64>,
     /// Per requested node: copied to `readback` (else it is the input, kept on the host).
     copied: Vec<bool>,
     from_host: Option<Vec<f32>>,

@@ -71,6 +71,9 @@ pub struct ConstantBuffer {
 pub enum Grid {
     /// `per_image × batch` invocations along x, `y` workgroups along y.
     Invocations { per_image: u64, y: u32 },
+    /// One invocation per 4 consecutive values of the whole batch (int8
+    /// kernels writing one packed word each), `per_image` values per image.
+    Words { per_image: u64 },
     /// One workgroup per image.
     WorkgroupPerImage,
 }
@@ -193,7 +196,7 @@ pub fn lower(
                 node: node.name.clone(),
                 op: node.op.kind(),
                 variant: "int8",
-                why: "kernels store int8 values in f32 words; --precision f16 does not apply".into(),
+                why: "kernels store int8 values packed 4 per word; --precision f16 does not apply".into(),
             });
         }
         return lower_int8(graph, id, q, variant).map(Some).map_err(|(v, why)| decline(v, why));
@@ -608,10 +611,17 @@ fn lower_int8(graph: &Graph, id: NodeId, q: &QOp, variant: Option<Variant>) -> R
         }
         QOp::Softmax { input_multiplier, input_left_shift, diff_min, .. } => {
             let q = [*input_multiplier, *input_left_shift, *diff_min];
-            (Variant::Int8Softmax, unary, vec![ConstantBuffer::i32(q)], size / out_c.max(1) as u64)
+            (Variant::Int8Softmax, unary, vec![ConstantBuffer::i32(q)], size)
         }
     };
-    Ok(Lowered { len_per_image: len, buffers, ..Lowered::plain(kernel, params, bindings, threads(len)) })
+    // int8 values are stored 4 per word; a kernel writing them one value at
+    // a time would race on shared words, so each invocation writes whole
+    // words: 4 values (the element-wise kernels) or CB channels (the blocked convs).
+    let grid = match kernel {
+        Variant::Int8Dequantize | Variant::Int8ConvBlock | Variant::Int8ConvDot4 => threads(len),
+        _ => Grid::Words { per_image: len },
+    };
+    Ok(Lowered { len_per_image: len, buffers, ..Lowered::plain(kernel, params, bindings, grid) })
 }
 
 impl Lowered {
@@ -641,6 +651,7 @@ impl Lowered {
     pub fn workgroups(&self, batch: u64, max_dim: u64) -> (u32, u32, u32) {
         let (groups, y) = match self.grid {
             Grid::Invocations { per_image, y } => ((per_image * batch).div_ceil(WORKGROUP_SIZE as u64).max(1), y),
+            Grid::Words { per_image } => ((per_image * batch).div_ceil(4).div_ceil(WORKGROUP_SIZE as u64).max(1), 1),
             Grid::WorkgroupPerImage => (batch.max(1), 1),
         };
         if groups <= max_dim {
@@ -654,6 +665,7 @@ impl Lowered {
     pub fn invocations_per_image(&self) -> u64 {
         match self.grid {
             Grid::Invocations { per_image, .. } => per_image,
+            Grid::Words { per_image } => per_image.div_ceil(4),
             Grid::WorkgroupPerImage => WORKGROUP_SIZE as u64,
         }
     }

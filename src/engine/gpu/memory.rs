@@ -15,9 +15,10 @@ pub struct MemoryPlan {
 }
 
 /// Plans slots for `graph`, where `alias[i]` says node `i` reuses its
-/// input's buffer, for activations of `value_bytes` bytes each and a graph
-/// input stored as `input_values` values per image.
-pub fn plan(graph: &Graph, alias: &[bool], value_bytes: u64, input_values: u64) -> MemoryPlan {
+/// input's buffer, for activations of `value_bytes(i)` bytes per value (4
+/// for f32, 2 for f16, 1 for int8) and a graph input stored as
+/// `input_values` values per image.
+pub fn plan(graph: &Graph, alias: &[bool], value_bytes: impl Fn(usize) -> u64, input_values: u64) -> MemoryPlan {
     let nodes = &graph.nodes;
     let mut root: Vec<usize> = (0..nodes.len()).collect();
     for i in 0..nodes.len() {
@@ -56,8 +57,10 @@ pub fn plan(graph: &Graph, alias: &[bool], value_bytes: u64, input_values: u64) 
         free.extend(released.into_iter().map(|r| slot_of[r]));
     }
     let slot_values_per_image = nodes.iter().map(|n| n.size() as u64).max().unwrap_or(1).max(input_values).max(1);
+    let bytes = (0..nodes.len()).map(|i| nodes[i].size() as u64 * value_bytes(i));
+    let input_bytes = input_values * value_bytes(graph.input);
     // Whole 4-byte words: bindings and copies come in multiples of 4.
-    let slot_bytes_per_image = (slot_values_per_image * value_bytes).next_multiple_of(4);
+    let slot_bytes_per_image = bytes.max().unwrap_or(1).max(input_bytes).max(1).next_multiple_of(4);
     MemoryPlan { slot_of, slots: count, slot_bytes_per_image, slot_values_per_image }
 }
 
@@ -70,7 +73,7 @@ mod tests {
     fn no_node_writes_a_slot_it_reads_and_live_values_never_share() {
         for g in [tiny_resnet(), crate::passes::optimize(&tiny_resnet())] {
             let alias: Vec<bool> = g.nodes.iter().map(|n| crate::engine::gpu::lower::is_alias(&n.op)).collect();
-            let p = plan(&g, &alias, 4, g.nodes[g.input].size() as u64);
+            let p = plan(&g, &alias, |_| 4, g.nodes[g.input].size() as u64);
             let last = g.last_use();
             for (i, n) in g.nodes.iter().enumerate() {
                 if alias[i] {
