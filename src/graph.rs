@@ -95,6 +95,8 @@ impl Activation {
 pub enum PaddingMode {
     Same,
     Valid,
+    /// Pads given per side (an ONNX model's `pads` that match neither rule).
+    Explicit,
 }
 
 /// Explicit zero padding around a feature map, in pixels.
@@ -132,6 +134,7 @@ pub fn axis_padding(input: usize, kernel: usize, stride: usize, mode: PaddingMod
             }
             Some(((input - kernel) / stride + 1, 0, 0))
         }
+        PaddingMode::Explicit => None,
     }
 }
 
@@ -157,6 +160,32 @@ impl Window {
         let (ow, left, right) = axis_padding(input[1], kernel[1], strides[1], mode)?;
         let pads = Pads { top, bottom, left, right };
         Some((Window { kernel, strides, mode, pads }, [oh, ow]))
+    }
+
+    /// A window with explicit pads `[top, left, bottom, right]` (ONNX's
+    /// order); its mode is `Same` or `Valid` where the pads are what that
+    /// rule gives, else `Explicit`. `None` when the window does not fit.
+    pub fn explicit(
+        input: [usize; 2],
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        [top, left, bottom, right]: [usize; 4],
+    ) -> Option<(Window, [usize; 2])> {
+        for mode in [PaddingMode::Same, PaddingMode::Valid] {
+            if let Some((w, out)) = Window::resolve(input, kernel, strides, mode) {
+                if w.pads == (Pads { top, bottom, left, right }) {
+                    return Some((w, out));
+                }
+            }
+        }
+        let axis = |i: usize, k: usize, s: usize, before: usize, after: usize| {
+            let padded = i.checked_add(before)?.checked_add(after)?;
+            (s > 0 && k > 0 && padded >= k).then(|| (padded - k) / s + 1)
+        };
+        let oh = axis(input[0], kernel[0], strides[0], top, bottom)?;
+        let ow = axis(input[1], kernel[1], strides[1], left, right)?;
+        let pads = Pads { top, bottom, left, right };
+        Some((Window { kernel, strides, mode: PaddingMode::Explicit, pads }, [oh, ow]))
     }
 }
 

@@ -69,7 +69,8 @@ async function loadModel(bytes, name) {
   state.modelName = name;
   $("s-model").textContent = `${name} (${state.classifier.kind})`;
   updateRunButton();
-  setStatus("model ready");
+  const warnings = JSON.parse(state.classifier.warnings);
+  setStatus(warnings.length ? `model ready (warning: ${warnings.join("; ")})` : "model ready");
 }
 
 // What the browser says of its adapter: GPUAdapterInfo, every limit, every
@@ -174,7 +175,7 @@ async function fromPictures(files) {
 async function loadFiles(files) {
   files = [...files];
   try {
-    const model = files.find((f) => f.name.endsWith(".safetensors") || f.name.endsWith(".tflite"));
+    const model = files.find((f) => /\.(safetensors|tflite|onnx)$/.test(f.name));
     if (model) await loadModel(new Uint8Array(await model.arrayBuffer()), model.name);
     const rest = files.filter((f) => f !== model);
     if (rest.length === 0) return;

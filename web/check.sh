@@ -7,8 +7,9 @@
 # output spoilt on purpose, which the page must name. Then int8: the MLPerf
 # int8 .tflite on the same images, equal to the native CPU int8 engine
 # exactly, and our own quantized .safetensors in the diff mode, every layer
-# exact. Exits non-zero on no adapter or any mismatch; each run ends in a
-# summary line.
+# exact. Then the tf2onnx .onnx on the same images against the native CPU
+# engine running that file. Exits non-zero on no adapter or any mismatch;
+# each run ends in a summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RESNET8_DATA=${RESNET8_DATA:-$(cd .. && pwd)/shared/data}
@@ -54,3 +55,10 @@ target/release/resnet8 diff --model "$out/own_int8.safetensors" --data "$RESNET8
   > "$out/native_int8_diff_8.json"
 python3 web/server.py --check --diff 8 --expect-diff "$out/native_int8_diff_8.json" --model "$out/own_int8.safetensors" \
   --tolerance-preset strict --data-dir "$RESNET8_DATA" --screenshot "$out/int8_diff_8.png"
+
+# ONNX: the tf2onnx export, read in the page, against the native CPU engine on the same file.
+onnx="$RESNET8_DATA/models/resnet8_float.onnx"
+target/release/resnet8 predict --device cpu --model "$onnx" \
+  --data "$RESNET8_DATA/$head" --limit "$images" --out "$out/cpu_onnx_probs.npy"
+python3 web/server.py --check --images "$images" --expect "$out/cpu_onnx_probs.npy" --model "$onnx" \
+  --data-dir "$RESNET8_DATA" --screenshot "$out/onnx.png"

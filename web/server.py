@@ -51,7 +51,7 @@ def png_of_record(index):
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".wasm": "application/wasm", ".js": "text/javascript", ".safetensors": "application/octet-stream"}
+                      ".wasm": "application/wasm", ".js": "text/javascript", ".safetensors": "application/octet-stream", ".onnx": "application/octet-stream", ".tflite": "application/octet-stream"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=str(WEB), **kwargs)

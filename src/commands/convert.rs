@@ -49,6 +49,14 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if model.format == resnet8::import::ModelFormat::Onnx {
+        anyhow::bail!(
+            "{}: convert writes a Keras model (.h5) or an int8 model as .safetensors; an ONNX model has no Keras \
+             config to carry (use the .onnx directly: every other command reads it, and `quantize` makes an int8 \
+             .safetensors of it)",
+            args.model.model.display()
+        );
+    }
     if model.format == resnet8::import::ModelFormat::Tflite {
         anyhow::bail!(
             "{}: convert writes a Keras model (.h5) or an int8 model as .safetensors; a float .tflite has no Keras \

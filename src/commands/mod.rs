@@ -72,14 +72,19 @@ pub fn run(cli: Cli) -> Result<()> {
 /// `--model`, shared by every command.
 #[derive(Args, Clone)]
 pub struct ModelArg {
-    /// Keras .h5, a .safetensors from `resnet8 convert` or `quantize`, or a .tflite (float or int8).
+    /// Keras .h5, a .safetensors from `resnet8 convert` or `quantize`, a .tflite (float or int8), or a float .onnx.
     #[arg(long, short)]
     pub model: PathBuf,
 }
 
 impl ModelArg {
     pub fn load(&self) -> Result<Model> {
-        resnet8::import::load(&self.model).with_context(|| format!("loading model {}", self.model.display()))
+        let model =
+            resnet8::import::load(&self.model).with_context(|| format!("loading model {}", self.model.display()))?;
+        for w in &model.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(model)
     }
 }
 

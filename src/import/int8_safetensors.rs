@@ -119,6 +119,15 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
         let op = match &node.op {
             Op::Input => StoredOp::Input,
             Op::Flatten => StoredOp::Flatten,
+            Op::Quantized(
+                QOp::Conv2d { window: Window { mode: PaddingMode::Explicit, .. }, .. }
+                | QOp::AvgPool { window: Window { mode: PaddingMode::Explicit, .. }, .. },
+            ) => {
+                return Err(Error::Input(format!(
+                    "layer '{}' has explicit padding, which the int8 file format does not store (only same or valid)",
+                    node.name
+                )))
+            }
             Op::Quantized(q) => match q {
                 QOp::Quantize { output } => StoredOp::Quantize { output: *output },
                 QOp::Dequantize { input } => StoredOp::Dequantize { input: *input },

@@ -9,6 +9,8 @@ pub mod flatbuffer;
 pub mod h5;
 pub mod int8_safetensors;
 pub mod keras;
+pub mod onnx;
+pub mod onnx_proto;
 pub mod safetensors;
 pub mod tflite;
 
@@ -25,6 +27,8 @@ pub enum ModelFormat {
     Tflite,
     /// An int8 graph written by `resnet8 quantize` (or `convert` of an int8 model).
     Int8Safetensors,
+    /// A float ONNX model (tf2onnx or PyTorch export); it has no Keras config.
+    Onnx,
 }
 
 /// An imported model: the unfolded graph (one node per Keras layer) and the
@@ -34,6 +38,8 @@ pub struct Model {
     pub model_config: String,
     pub keras_version: Option<String>,
     pub format: ModelFormat,
+    /// What the user should hear about the import (e.g. an untested ONNX opset).
+    pub warnings: Vec<String>,
 }
 
 /// Loads a `.h5` or converted `.safetensors`, told apart by content.
@@ -51,6 +57,7 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
             model_config: h5.model_config,
             keras_version: h5.keras_version,
             format: ModelFormat::KerasH5,
+            warnings: vec![],
         });
     }
     let bytes = read_bounded(path, MAX_FILE_BYTES)?;
@@ -61,14 +68,17 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
 /// graph `.safetensors` or a converted Keras `.safetensors`, told apart by
 /// content. `what` names it in errors.
 pub fn load_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
-    let empty = |graph, format| Model { graph, model_config: String::new(), keras_version: None, format };
+    let empty =
+        |graph, format| Model { graph, model_config: String::new(), keras_version: None, format, warnings: vec![] };
     if bytes.get(4..8) == Some(b"TFL3") {
         return Ok(empty(tflite::import(&bytes, what)?, ModelFormat::Tflite));
     }
-    let int8 = ::safetensors::SafeTensors::read_metadata(&bytes)
-        .ok()
-        .and_then(|(_, m)| m.metadata().clone())
-        .is_some_and(|m| int8_safetensors::is_int8(&m));
+    let safetensors_meta = ::safetensors::SafeTensors::read_metadata(&bytes).ok();
+    if safetensors_meta.is_none() && onnx::looks_like_onnx(&bytes) {
+        let imported = onnx::import(&bytes, what)?;
+        return Ok(Model { warnings: imported.warnings, ..empty(imported.graph, ModelFormat::Onnx) });
+    }
+    let int8 = safetensors_meta.and_then(|(_, m)| m.metadata().clone()).is_some_and(|m| int8_safetensors::is_int8(&m));
     if int8 {
         return Ok(empty(int8_safetensors::from_bytes(&bytes, what)?, ModelFormat::Int8Safetensors));
     }
@@ -97,5 +107,6 @@ pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
         model_config: st.model_config.clone(),
         keras_version: st.keras_version.clone(),
         format: ModelFormat::Safetensors,
+        warnings: vec![],
     })
 }

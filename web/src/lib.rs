@@ -40,12 +40,14 @@ pub struct Classifier {
     /// The output's int8 quantization, for models whose output is int8
     /// (the MLPerf `.tflite`): `classify` dequantizes it.
     output_quant: Option<resnet8::quant::QParams>,
+    /// What the import had to say (e.g. an untested ONNX opset).
+    warnings: Vec<String>,
 }
 
 #[wasm_bindgen]
 impl Classifier {
     /// Loads a model (a `.safetensors` from `resnet8 convert` or `resnet8
-    /// quantize`, or a float or int8 `.tflite`) and opens the GPU.
+    /// quantize`, a float or int8 `.tflite`, or a float `.onnx`) and opens the GPU.
     /// `kernel` picks the conv kernels like `RESNET8_TUNE` natively (a
     /// variant name, or `off`/absent for the default per layer); `precision`
     /// is `f32` (absent) or `f16` (adapters with shader-f16).
@@ -55,6 +57,7 @@ impl Classifier {
         precision: Option<String>,
     ) -> Result<Classifier, JsError> {
         let model = import::load_bytes(model, "model file").map_err(js_err)?;
+        let warnings = model.warnings;
         let unfolded = model.graph;
         let graph = passes::optimize(&unfolded);
         let image_len = graph.input_shape().iter().product();
@@ -82,7 +85,14 @@ impl Classifier {
             classes,
             precision,
             output_quant,
+            warnings,
         })
+    }
+
+    /// The import's warnings (JSON list of strings).
+    #[wasm_bindgen(getter)]
+    pub fn warnings(&self) -> String {
+        serde_json::to_string(&self.warnings).unwrap_or_default()
     }
 
     /// What the model computes in: "int8" or "f32".
