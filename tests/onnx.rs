@@ -216,7 +216,32 @@ fn every_command_takes_the_onnx_model() {
         assert!(v["layers"].as_array().unwrap().iter().any(|l| l["layer"] == "model_1/add_2_1/Add"));
         resnet8_ok(&["bench", "--model", s(&m), "--batch", "8", "--runs", "1"]);
     }
-    fails_with(&["convert", "--model", s(&m), "--out", s(&dir.path().join("c.safetensors"))], "ONNX");
+}
+
+/// Debug text of every node: ops, weights, windows, shapes, wiring.
+fn fingerprint(g: &resnet8::graph::Graph) -> Vec<String> {
+    g.nodes.iter().map(|n| format!("{} {:?} {:?} {:?}", n.name, n.inputs, n.shape, n.op)).collect()
+}
+
+#[test]
+fn convert_stores_onnx_and_float_tflite_graphs_with_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = dataset::load(&head_bin(), Some(64)).unwrap();
+    let tflite = data_dir().join("models/pretrainedResnet.tflite");
+    for (source, name) in [(tf2onnx(), "onnx.safetensors"), (tflite, "tflite.safetensors")] {
+        let out = dir.path().join(name);
+        let report = dir.path().join(format!("{name}.md"));
+        let printed = resnet8_ok(&["convert", "--model", s(&source), "--out", s(&out), "--report", s(&report)]);
+        assert!(printed.contains("float graph"), "{printed}");
+        let (a, b) = (import::load(&source).unwrap().graph, import::load(&out).unwrap().graph);
+        assert_eq!(fingerprint(&a), fingerprint(&b), "{name}: the stored graph loads back identical");
+        let run = |g: &resnet8::graph::Graph| {
+            let g = resnet8::passes::optimize(g);
+            run_graph(&g, &head.images, head.len(), &[g.output]).unwrap().remove(0)
+        };
+        assert_eq!(run(&a), run(&b), "{name}: outputs differ");
+        assert!(std::fs::read_to_string(&report).unwrap().contains("| Conv3x3/s2"));
+    }
 }
 
 fn edited(edit: impl Fn(&mut ModelProto)) -> Vec<u8> {

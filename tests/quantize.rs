@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use resnet8::engine::argmax_rows;
 use resnet8::engine::cpu::run_graph;
 use resnet8::graph::Graph;
-use resnet8::import::int8_safetensors;
+use resnet8::import::graph_safetensors;
 use resnet8::ptq::{self, Method, Options};
 use resnet8::{dataset, import, npy};
 
@@ -69,7 +69,7 @@ fn quantize_meets_the_bar_on_the_head_and_its_file_loads_back_identically() {
     // The same calibration in memory gives the graph the file holds, and it survives another round trip.
     let direct = quantized(Method::Percentile(99.99), false, None);
     assert_eq!(fingerprint(&g), fingerprint(&direct));
-    let again = int8_safetensors::from_bytes(&int8_safetensors::to_bytes(&g).unwrap(), "again").unwrap();
+    let again = graph_safetensors::from_bytes(&graph_safetensors::to_bytes(&g).unwrap(), "again").unwrap();
     assert_eq!(fingerprint(&again), fingerprint(&g));
 }
 
@@ -121,7 +121,7 @@ fn own_int8_model_on_the_gpu_equals_the_cpu_int8_engine_bit_for_bit() {
 }
 
 #[test]
-fn the_mlperf_int8_tflite_converts_to_an_int8_safetensors_that_stays_bit_exact() {
+fn the_mlperf_int8_tflite_converts_to_an_graph_safetensors_that_stays_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mlperf_int8.safetensors");
     let tflite = data_dir().join("models/pretrainedResnet_quant.tflite");
@@ -192,7 +192,7 @@ fn doctored(bytes: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
 #[test]
 fn doctored_int8_files_get_clear_errors() {
     let g = quantized(Method::MinMax, false, Some(8));
-    let bytes = int8_safetensors::to_bytes(&g).unwrap();
+    let bytes = graph_safetensors::to_bytes(&g).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.safetensors");
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;

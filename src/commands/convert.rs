@@ -7,7 +7,7 @@ use clap::Args;
 use resnet8::files::{check_output_path, write_atomic};
 
 use resnet8::graph::{Graph, Op};
-use resnet8::import::int8_safetensors;
+use resnet8::import::graph_safetensors;
 use resnet8::import::safetensors::{self, ConvertedTensor};
 
 use super::ModelArg;
@@ -31,14 +31,16 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         check_output_path(report)?;
     }
     let model = args.model.load()?;
-    if model.graph.is_quantized() {
-        // An int8 model (a full-int8 .tflite, or a quantized .safetensors) is stored as its int8 graph.
-        let bytes = int8_safetensors::to_bytes(&model.graph)?;
+    use resnet8::import::ModelFormat;
+    if !matches!(model.format, ModelFormat::KerasH5 | ModelFormat::Safetensors) {
+        // No Keras config to carry (int8 models, .onnx, .tflite): the graph itself is stored.
+        let bytes = graph_safetensors::to_bytes(&model.graph)?;
+        let kind = if model.graph.is_quantized() { "int8" } else { "float" };
         let report_text =
-            args.report.as_ref().map(|_| int8_report(&model.graph, &args.model.model.display().to_string()));
+            args.report.as_ref().map(|_| graph_report(&model.graph, &args.model.model.display().to_string()));
         write_atomic(&args.out, |w| w.write_all(&bytes))?;
         println!(
-            "wrote {} (int8 graph, {} parameters, {} bytes)",
+            "wrote {} ({kind} graph, {} parameters, {} bytes)",
             args.out.display(),
             model.graph.params(),
             bytes.len()
@@ -48,21 +50,6 @@ pub fn run(args: ConvertArgs) -> Result<()> {
             println!("wrote {}", path.display());
         }
         return Ok(());
-    }
-    if model.format == resnet8::import::ModelFormat::Onnx {
-        anyhow::bail!(
-            "{}: convert writes a Keras model (.h5) or an int8 model as .safetensors; an ONNX model has no Keras \
-             config to carry (use the .onnx directly: every other command reads it, and `quantize` makes an int8 \
-             .safetensors of it)",
-            args.model.model.display()
-        );
-    }
-    if model.format == resnet8::import::ModelFormat::Tflite {
-        anyhow::bail!(
-            "{}: convert writes a Keras model (.h5) or an int8 model as .safetensors; a float .tflite has no Keras \
-             config to carry (use the .tflite directly: eval, predict, info and bench read it)",
-            args.model.model.display()
-        );
     }
     let bytes = safetensors::to_bytes(&model.graph, &model.model_config, model.keras_version.as_deref())?;
     let tensors = safetensors::torch_tensors(&model.graph);
@@ -116,11 +103,11 @@ fn report(graph: &Graph, tensors: &[ConvertedTensor], source: &str) -> String {
     s
 }
 
-/// The Markdown report of an int8 graph: every layer with its quantization.
-fn int8_report(graph: &Graph, source: &str) -> String {
+/// The Markdown report of a stored graph: every layer (with its quantization, if int8).
+fn graph_report(graph: &Graph, source: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Conversion report: {} (int8)\n", graph.name);
-    let _ = writeln!(s, "Source: `{source}`. int8 parameters: {}. MACs per image: {}.\n", graph.params(), graph.macs());
+    let _ = writeln!(s, "# Conversion report: {}\n", graph.name);
+    let _ = writeln!(s, "Source: `{source}`. Parameters: {}. MACs per image: {}.\n", graph.params(), graph.macs());
     let _ = writeln!(s, "| layer | op | output (NHWC) | params | scale | zero point |\n|---|---|---|---:|---:|---:|");
     for (i, n) in graph.nodes.iter().enumerate() {
         let (scale, zp) = graph

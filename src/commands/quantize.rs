@@ -10,7 +10,7 @@ use resnet8::dataset::Dataset;
 use resnet8::engine::{argmax_rows, cpu::run_graph};
 use resnet8::files::{check_output_path, write_atomic};
 use resnet8::graph::{Graph, NodeId};
-use resnet8::import::int8_safetensors;
+use resnet8::import::graph_safetensors;
 use resnet8::ptq::{self, Method, Options, Sqnr};
 
 use super::eval::DataArgs;
@@ -123,7 +123,7 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         None => None,
     };
 
-    let bytes = int8_safetensors::to_bytes(&int8)?;
+    let bytes = graph_safetensors::to_bytes(&int8)?;
     let text = report(&args, &calibration, options, &int8, &layers, accuracy.as_ref());
     write_atomic(&args.out, |w| w.write_all(&bytes))?;
     print!("{text}");

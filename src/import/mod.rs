@@ -5,9 +5,9 @@
 //! `model_config` and go through the same config importer, [`keras`].
 
 pub mod flatbuffer;
+pub mod graph_safetensors;
 #[cfg(feature = "native")]
 pub mod h5;
-pub mod int8_safetensors;
 pub mod keras;
 pub mod onnx;
 pub mod onnx_proto;
@@ -26,7 +26,7 @@ pub enum ModelFormat {
     /// A TFLite flatbuffer (float32 or full-int8); it has no Keras config.
     Tflite,
     /// An int8 graph written by `resnet8 quantize` (or `convert` of an int8 model).
-    Int8Safetensors,
+    GraphSafetensors,
     /// A float ONNX model (tf2onnx or PyTorch export); it has no Keras config.
     Onnx,
 }
@@ -78,9 +78,10 @@ pub fn load_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
         let imported = onnx::import(&bytes, what)?;
         return Ok(Model { warnings: imported.warnings, ..empty(imported.graph, ModelFormat::Onnx) });
     }
-    let int8 = safetensors_meta.and_then(|(_, m)| m.metadata().clone()).is_some_and(|m| int8_safetensors::is_int8(&m));
+    let int8 =
+        safetensors_meta.and_then(|(_, m)| m.metadata().clone()).is_some_and(|m| graph_safetensors::is_graph(&m));
     if int8 {
-        return Ok(empty(int8_safetensors::from_bytes(&bytes, what)?, ModelFormat::Int8Safetensors));
+        return Ok(empty(graph_safetensors::from_bytes(&bytes, what)?, ModelFormat::GraphSafetensors));
     }
     load_safetensors_bytes(bytes, what)
 }

@@ -1,9 +1,14 @@
-//! An int8 graph as one `.safetensors`: the graph (ops, inputs, shapes and
-//! every activation's quantization) as JSON in the header metadata, the
-//! weights as tensors a PyTorch or NumPy user can read directly:
+//! A graph as one `.safetensors`, for models that have no Keras config to
+//! carry (int8 models, ONNX and float TFLite imports): the graph (ops,
+//! inputs, shapes, windows and every int8 activation's quantization) as JSON
+//! in the header metadata, the weights as tensors a PyTorch or NumPy user can
+//! read directly:
 //!
 //! | op     | tensor                 | dtype | shape                  |
 //! |--------|------------------------|-------|------------------------|
+//! | float conv | `<node>.weight`, `.bias` | F32 | (cout, cin, kh, kw), (cout) |
+//! | float dense | `<node>.weight`, `.bias` | F32 | (out, in), (out)       |
+//! | BatchNorm | `<node>.weight`, `.bias`, `.running_mean`, `.running_var` | F32 | (c) |
 //! | conv   | `<node>.weight`        | I8    | (cout, cin, kh, kw)    |
 //! |        | `<node>.bias`          | I32   | (cout)                 |
 //! |        | `<node>.weight_scale`  | F32   | (cout), per channel    |
@@ -24,12 +29,12 @@ use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Node, Op, PaddingMode, Window};
+use crate::graph::{Activation, Graph, Node, Op, PaddingMode, Tensor, Window};
 use crate::import::keras::{MAX_DIM, MAX_VALUES_PER_IMAGE};
 use crate::quant::{QOp, QParams};
 
-/// `format` metadata value of the int8 graph files.
-pub const FORMAT: &str = "resnet8-int8-graph/1";
+/// `format` metadata value of the graph files.
+pub const FORMAT: &str = "resnet8-graph/1";
 /// The most nodes a stored graph may have.
 const MAX_NODES: usize = 4096;
 
@@ -48,13 +53,50 @@ struct StoredNode {
 #[serde(tag = "type", deny_unknown_fields)]
 enum StoredOp {
     Input,
+    // Float ops (weights F32, PyTorch layouts). Pads: [top, left, bottom, right].
+    Conv2d {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        padding: PaddingMode,
+        pads: [usize; 4],
+        activation: Activation,
+        bias: bool,
+    },
+    BatchNorm {
+        epsilon: f32,
+        gamma: bool,
+        beta: bool,
+    },
+    Activation {
+        activation: Activation,
+    },
+    Add {
+        activation: Activation,
+    },
+    AvgPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        padding: PaddingMode,
+        pads: [usize; 4],
+    },
+    MaxPool {
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        padding: PaddingMode,
+        pads: [usize; 4],
+    },
+    GlobalAvgPool,
+    Dense {
+        activation: Activation,
+        bias: bool,
+    },
     Quantize {
         output: QParams,
     },
     Dequantize {
         input: QParams,
     },
-    Conv2d {
+    QConv2d {
         kernel: [usize; 2],
         strides: [usize; 2],
         padding: PaddingMode,
@@ -62,12 +104,12 @@ enum StoredOp {
         output: QParams,
         range: [i32; 2],
     },
-    Add {
+    QAdd {
         inputs: [QParams; 2],
         output: QParams,
         range: [i32; 2],
     },
-    AvgPool {
+    QAvgPool {
         kernel: [usize; 2],
         strides: [usize; 2],
         padding: PaddingMode,
@@ -75,12 +117,12 @@ enum StoredOp {
         range: [i32; 2],
     },
     Flatten,
-    Dense {
+    QDense {
         input: QParams,
         output: QParams,
         range: [i32; 2],
     },
-    Softmax {
+    QSoftmax {
         input: QParams,
         output: QParams,
         beta: f32,
@@ -109,9 +151,9 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
     let mut nodes = Vec::new();
     let mut blobs = Vec::new();
     for node in &graph.nodes {
-        let not_int8 = || {
+        let not_stored = || {
             Error::Input(format!(
-                "layer '{}' ({}) is not an int8 op; only int8 graphs are stored",
+                "layer '{}' ({}) is a fused op; store the graph as imported, before the passes",
                 node.name,
                 node.op.kind()
             ))
@@ -119,6 +161,49 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
         let op = match &node.op {
             Op::Input => StoredOp::Input,
             Op::Flatten => StoredOp::Flatten,
+            Op::Conv2d { window, weight, bias, activation, residual: false } => {
+                blobs.push(f32_tensor(format!("{}.weight", node.name), &weight.permuted(&[3, 2, 0, 1])));
+                if let Some(b) = bias {
+                    blobs.push(f32_tensor(format!("{}.bias", node.name), b));
+                }
+                StoredOp::Conv2d {
+                    kernel: window.kernel,
+                    strides: window.strides,
+                    padding: window.mode,
+                    pads: pads_of(window),
+                    activation: *activation,
+                    bias: bias.is_some(),
+                }
+            }
+            Op::BatchNorm { epsilon, gamma, beta, mean, variance } => {
+                for (suffix, t) in [
+                    ("weight", gamma.as_ref()),
+                    ("bias", beta.as_ref()),
+                    ("running_mean", Some(mean)),
+                    ("running_var", Some(variance)),
+                ] {
+                    if let Some(t) = t {
+                        blobs.push(f32_tensor(format!("{}.{suffix}", node.name), t));
+                    }
+                }
+                StoredOp::BatchNorm { epsilon: *epsilon, gamma: gamma.is_some(), beta: beta.is_some() }
+            }
+            Op::Activation(a) => StoredOp::Activation { activation: *a },
+            Op::Add { activation } => StoredOp::Add { activation: *activation },
+            Op::AvgPool(w) => {
+                StoredOp::AvgPool { kernel: w.kernel, strides: w.strides, padding: w.mode, pads: pads_of(w) }
+            }
+            Op::MaxPool(w) => {
+                StoredOp::MaxPool { kernel: w.kernel, strides: w.strides, padding: w.mode, pads: pads_of(w) }
+            }
+            Op::GlobalAvgPool => StoredOp::GlobalAvgPool,
+            Op::Dense { weight, bias, activation } => {
+                blobs.push(f32_tensor(format!("{}.weight", node.name), &weight.permuted(&[1, 0])));
+                if let Some(b) = bias {
+                    blobs.push(f32_tensor(format!("{}.bias", node.name), b));
+                }
+                StoredOp::Dense { activation: *activation, bias: bias.is_some() }
+            }
             Op::Quantized(
                 QOp::Conv2d { window: Window { mode: PaddingMode::Explicit, .. }, .. }
                 | QOp::AvgPool { window: Window { mode: PaddingMode::Explicit, .. }, .. },
@@ -157,7 +242,7 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
                     });
                     blobs.push(i32_blob(format!("{}.bias", node.name), bias));
                     blobs.push(f32_blob(format!("{}.weight_scale", node.name), weight_scales));
-                    StoredOp::Conv2d {
+                    StoredOp::QConv2d {
                         kernel: window.kernel,
                         strides: window.strides,
                         padding: window.mode,
@@ -167,9 +252,9 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
                     }
                 }
                 QOp::Add { inputs, output, range, .. } => {
-                    StoredOp::Add { inputs: *inputs, output: *output, range: [range.0, range.1] }
+                    StoredOp::QAdd { inputs: *inputs, output: *output, range: [range.0, range.1] }
                 }
-                QOp::AvgPool { window, output, range } => StoredOp::AvgPool {
+                QOp::AvgPool { window, output, range } => StoredOp::QAvgPool {
                     kernel: window.kernel,
                     strides: window.strides,
                     padding: window.mode,
@@ -185,13 +270,13 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
                     });
                     blobs.push(i32_blob(format!("{}.bias", node.name), bias));
                     blobs.push(f32_blob(format!("{}.weight_scale", node.name), &[*weight_scale]));
-                    StoredOp::Dense { input: *input, output: *output, range: [range.0, range.1] }
+                    StoredOp::QDense { input: *input, output: *output, range: [range.0, range.1] }
                 }
                 QOp::Softmax { input, output, beta, .. } => {
-                    StoredOp::Softmax { input: *input, output: *output, beta: *beta }
+                    StoredOp::QSoftmax { input: *input, output: *output, beta: *beta }
                 }
             },
-            _ => return Err(not_int8()),
+            _ => return Err(not_stored()),
         };
         nodes.push(StoredNode {
             name: node.name.clone(),
@@ -212,6 +297,14 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Input(format!("cannot serialise weights: {e}")))
 }
 
+fn pads_of(w: &Window) -> [usize; 4] {
+    [w.pads.top, w.pads.left, w.pads.bottom, w.pads.right]
+}
+
+fn f32_tensor(name: String, t: &Tensor) -> Blob {
+    Blob { name, dtype: Dtype::F32, shape: t.shape.clone(), bytes: bytemuck::cast_slice(&t.data).to_vec() }
+}
+
 fn i32_blob(name: String, values: &[i32]) -> Blob {
     Blob { name, dtype: Dtype::I32, shape: vec![values.len()], bytes: bytemuck::cast_slice(values).to_vec() }
 }
@@ -221,7 +314,7 @@ fn f32_blob(name: String, values: &[f32]) -> Blob {
 }
 
 /// Whether `meta` marks an int8 graph file.
-pub fn is_int8(meta: &HashMap<String, String>) -> bool {
+pub fn is_graph(meta: &HashMap<String, String>) -> bool {
     meta.get("format").map(String::as_str) == Some(FORMAT)
 }
 
@@ -233,8 +326,8 @@ pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Graph> {
         SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    if !is_int8(&meta) {
-        return Err(bad(format!("is not an int8 graph ('{FORMAT}' metadata)")));
+    if !is_graph(&meta) {
+        return Err(bad(format!("is not a stored graph ('{FORMAT}' metadata)")));
     }
     let json = meta.get("graph").ok_or_else(|| bad("has no 'graph' metadata".into()))?;
     let stored: StoredGraph =
@@ -277,6 +370,51 @@ fn scales(view: &TensorView, name: &str) -> R<Vec<f32>> {
         return Err(format!("tensor '{name}' holds a weight scale that is not a positive finite number"));
     }
     Ok(values)
+}
+
+/// A float tensor of the file, finite, stored `shape`, permuted by `perm` to ours.
+fn floats(st: &SafeTensors, name: &str, shape: &[usize], perm: Option<&[usize]>) -> R<Tensor> {
+    let view = tensor(st, name, Dtype::F32, shape)?;
+    let data: Vec<f32> = view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+        return Err(format!("tensor '{name}' holds a non-finite value ({v})"));
+    }
+    let t = Tensor::new(shape.to_vec(), data);
+    Ok(perm.map_or_else(|| t.clone(), |p| t.permuted(p)))
+}
+
+/// A float op's window from its stored pads, which must be what its mode says.
+fn float_window(
+    name: &str,
+    input: &[usize],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    padding: PaddingMode,
+    pads: [usize; 4],
+) -> R<(Window, [usize; 2])> {
+    let [h, w, _] = input[..] else {
+        return Err(format!("node '{name}' needs an (h, w, c) input, has {input:?}"));
+    };
+    if kernel.iter().chain(&strides).chain(&pads).any(|&d| d as u64 > MAX_DIM)
+        || kernel.contains(&0)
+        || strides.contains(&0)
+    {
+        return Err(format!(
+            "node '{name}': kernel {kernel:?}, strides {strides:?} and pads {pads:?} are out of range"
+        ));
+    }
+    let fit = || format!("node '{name}': the window does not fit its input");
+    let (win, out) = match padding {
+        PaddingMode::Explicit => {
+            let (w, out) = Window::explicit([h, w], kernel, strides, pads).ok_or_else(fit)?;
+            (Window { mode: PaddingMode::Explicit, ..w }, out)
+        }
+        mode => Window::resolve([h, w], kernel, strides, mode).ok_or_else(fit)?,
+    };
+    if pads_of(&win) != pads {
+        return Err(format!("node '{name}': pads {pads:?} are not what {padding:?} padding gives here"));
+    }
+    Ok((win, out))
 }
 
 fn i32s(view: &TensorView) -> Vec<i32> {
@@ -322,7 +460,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
         }
         let arity = match n.op {
             StoredOp::Input => 0,
-            StoredOp::Add { .. } => 2,
+            StoredOp::QAdd { .. } | StoredOp::Add { .. } => 2,
             _ => 1,
         };
         if n.inputs.len() != arity || (i == 0) != matches!(n.op, StoredOp::Input) {
@@ -349,7 +487,78 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 describe(quant[producer])
             ))
         };
+        let float_input = |k: usize| reads(k, None);
         let (op, shape) = match n.op {
+            StoredOp::Conv2d { kernel, strides, padding, pads, activation, bias } => {
+                float_input(0)?;
+                let (win, [oh, ow]) = float_window(&name, &in_shape, kernel, strides, padding, pads)?;
+                let w_name = format!("{name}.weight");
+                let w = st.tensor(&w_name).map_err(|_| format!("tensor '{w_name}' is missing"))?;
+                let cout = w.shape().first().copied().unwrap_or(0);
+                if cout == 0 || cout as u64 > MAX_DIM {
+                    return Err(format!("tensor '{w_name}' has shape {:?}", w.shape()));
+                }
+                let weight = floats(st, &w_name, &[cout, in_shape[2], kernel[0], kernel[1]], Some(&[2, 3, 1, 0]))?;
+                let bias = bias.then(|| floats(st, &format!("{name}.bias"), &[cout], None)).transpose()?;
+                (Op::Conv2d { window: win, weight, bias, activation, residual: false }, vec![oh, ow, cout])
+            }
+            StoredOp::BatchNorm { epsilon, gamma, beta } => {
+                float_input(0)?;
+                let c = *in_shape.last().unwrap_or(&0);
+                let t = |suffix: &str| floats(st, &format!("{name}.{suffix}"), &[c], None);
+                if !(epsilon.is_finite() && epsilon >= 0.0) {
+                    return Err(format!("node '{name}': epsilon {epsilon}"));
+                }
+                let op = Op::BatchNorm {
+                    epsilon,
+                    gamma: gamma.then(|| t("weight")).transpose()?,
+                    beta: beta.then(|| t("bias")).transpose()?,
+                    mean: t("running_mean")?,
+                    variance: t("running_var")?,
+                };
+                (op, in_shape)
+            }
+            StoredOp::Activation { activation } => {
+                float_input(0)?;
+                (Op::Activation(activation), in_shape)
+            }
+            StoredOp::Add { activation } => {
+                float_input(0)?;
+                float_input(1)?;
+                if nodes[n.inputs[1]].shape != in_shape {
+                    return Err(format!("node '{name}' adds shapes {:?} and {:?}", in_shape, nodes[n.inputs[1]].shape));
+                }
+                (Op::Add { activation }, in_shape)
+            }
+            StoredOp::AvgPool { kernel, strides, padding, pads }
+            | StoredOp::MaxPool { kernel, strides, padding, pads } => {
+                float_input(0)?;
+                let (win, [oh, ow]) = float_window(&name, &in_shape, kernel, strides, padding, pads)?;
+                let op = if matches!(n.op, StoredOp::AvgPool { .. }) { Op::AvgPool(win) } else { Op::MaxPool(win) };
+                (op, vec![oh, ow, in_shape[2]])
+            }
+            StoredOp::GlobalAvgPool => {
+                float_input(0)?;
+                let [_, _, c] = in_shape[..] else {
+                    return Err(format!("node '{name}' needs an (h, w, c) input, has {in_shape:?}"));
+                };
+                (Op::GlobalAvgPool, vec![c])
+            }
+            StoredOp::Dense { activation, bias } => {
+                float_input(0)?;
+                let [n_in] = in_shape[..] else {
+                    return Err(format!("node '{name}' needs a vector input, has {in_shape:?}"));
+                };
+                let w_name = format!("{name}.weight");
+                let w = st.tensor(&w_name).map_err(|_| format!("tensor '{w_name}' is missing"))?;
+                let n_out = w.shape().first().copied().unwrap_or(0);
+                if n_out == 0 || n_out as u64 > MAX_DIM {
+                    return Err(format!("tensor '{w_name}' has shape {:?}", w.shape()));
+                }
+                let weight = floats(st, &w_name, &[n_out, n_in], Some(&[1, 0]))?;
+                let bias = bias.then(|| floats(st, &format!("{name}.bias"), &[n_out], None)).transpose()?;
+                (Op::Dense { weight, bias, activation }, vec![n_out])
+            }
             StoredOp::Input => {
                 let values =
                     n.shape.iter().try_fold(1u64, |acc, &d| (d > 0 && d as u64 <= MAX_DIM).then(|| acc * d as u64));
@@ -368,7 +577,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 reads(0, Some(input))?;
                 (Op::Quantized(QOp::Dequantize { input }), in_shape)
             }
-            StoredOp::Conv2d { kernel, strides, padding, input, output, range } => {
+            StoredOp::QConv2d { kernel, strides, padding, input, output, range } => {
                 q("input", &input)?;
                 q("output", &output)?;
                 reads(0, Some(input))?;
@@ -407,7 +616,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 let op = QOp::conv(win, weight, [kh, kw, cin, cout], weight_scales, bias, input, output, range);
                 (Op::Quantized(op), vec![oh, ow, cout])
             }
-            StoredOp::Add { inputs, output, range } => {
+            StoredOp::QAdd { inputs, output, range } => {
                 q("first input", &inputs[0])?;
                 q("second input", &inputs[1])?;
                 q("output", &output)?;
@@ -419,7 +628,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 }
                 (Op::Quantized(QOp::add(inputs, output, range)), in_shape)
             }
-            StoredOp::AvgPool { kernel, strides, padding, output, range } => {
+            StoredOp::QAvgPool { kernel, strides, padding, output, range } => {
                 q("output", &output)?;
                 // TFLite's int8 average pool keeps its input's quantization.
                 reads(0, Some(output))?;
@@ -431,7 +640,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 let n_values = in_shape.iter().product();
                 (Op::Flatten, vec![n_values])
             }
-            StoredOp::Dense { input, output, range } => {
+            StoredOp::QDense { input, output, range } => {
                 q("input", &input)?;
                 q("output", &output)?;
                 reads(0, Some(input))?;
@@ -457,7 +666,7 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 let weight = w.data().iter().map(|&b| b as i8).collect();
                 (Op::Quantized(QOp::dense(weight, [n_out, n_in], scale, bias, input, output, range)), vec![n_out])
             }
-            StoredOp::Softmax { input, output, beta } => {
+            StoredOp::QSoftmax { input, output, beta } => {
                 q("input", &input)?;
                 q("output", &output)?;
                 reads(0, Some(input))?;
@@ -473,9 +682,10 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
             return Err(format!("node '{name}' is declared {:?}, but its inputs give {shape:?}", n.shape));
         }
         quant.push(match &op {
-            Op::Input | Op::Quantized(QOp::Dequantize { .. }) => None,
+            Op::Quantized(QOp::Dequantize { .. }) => None,
             Op::Quantized(qop) => qop.output(),
-            _ => quant[n.inputs[0]], // Flatten
+            Op::Flatten => quant[n.inputs[0]],
+            _ => None,
         });
         nodes.push(Node { name, layers: n.layers, op, inputs: n.inputs, shape });
     }
