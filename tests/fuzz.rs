@@ -37,7 +37,7 @@ fn model_bytes() -> &'static [u8] {
 fn tflite_bytes(name: &str) -> &'static [u8] {
     static FILES: std::sync::OnceLock<std::collections::HashMap<String, Vec<u8>>> = std::sync::OnceLock::new();
     let files = FILES.get_or_init(|| {
-        ["pretrainedResnet_quant.tflite", "pretrainedResnet.tflite"]
+        ["pretrainedResnet_quant.tflite", "pretrainedResnet.tflite", "resnet8_float.onnx"]
             .iter()
             .map(|n| (n.to_string(), std::fs::read(data_dir().join("models").join(n)).unwrap()))
             .collect()
@@ -115,6 +115,21 @@ proptest! {
         let bytes = tflite_bytes(name);
         let mutated = mutate(bytes, &e, 4096);
         let _ = resnet8::import::tflite::import(&mutated, "fuzzed");
+    }
+
+    #[test]
+    fn onnx_importer_never_panics(e in edits()) {
+        let mutated = mutate(tflite_bytes("resnet8_float.onnx"), &e, 4096);
+        let _ = resnet8::import::onnx::import(&mutated, "fuzzed");
+    }
+
+    #[test]
+    fn graph_safetensors_loader_never_panics(e in edits(), int8 in any::<bool>()) {
+        let name = if int8 { "pretrainedResnet_quant.tflite" } else { "resnet8_float.onnx" };
+        let graph = import::load(&data_dir().join("models").join(name)).unwrap().graph;
+        let bytes = resnet8::import::graph_safetensors::to_bytes(&graph).unwrap();
+        let mutated = mutate(&bytes, &e, 8192);
+        let _ = import::load_bytes(mutated, "fuzzed");
     }
 
     #[test]
