@@ -36,6 +36,9 @@ pub struct Dataset {
     pub labels: Option<Vec<u8>>,
     /// Per-image names, where the source has them (performance samples).
     pub names: Option<Vec<String>>,
+    /// Whether the images keep the axis order their file gave them (a `.npy`),
+    /// rather than the NHWC the decoders produce (CIFAR, perf samples).
+    pub layout_given: bool,
 }
 
 impl Dataset {
@@ -61,6 +64,36 @@ impl Dataset {
     pub fn batch(&self, range: std::ops::Range<usize>) -> &[f32] {
         let n = self.image_len();
         &self.images[range.start * n..range.end * n]
+    }
+
+    /// Fits the dataset to a model whose engine input is `model_input` (h, w,
+    /// c) and whose file declares an NCHW input when `nchw` (an ONNX export
+    /// from PyTorch): decoded datasets are NHWC and feed it as they are; a
+    /// `.npy` must be in the model's declared layout, (N, C, H, W), and is
+    /// transposed to NHWC here. Otherwise as [`Dataset::check_fits`].
+    pub fn fit_model(&mut self, model_input: &[usize], nchw: bool) -> Result<()> {
+        if let (true, true, &[h, w, c]) = (nchw, self.layout_given, model_input) {
+            if self.image_shape != [c, h, w] {
+                return Err(Error::Input(format!(
+                    "the model declares NCHW input ({c}, {h}, {w}), but dataset {} holds {:?} images; \
+                     give the .npy as (N, {c}, {h}, {w})",
+                    self.source, self.image_shape
+                )));
+            }
+            let n = h * w * c;
+            for image in self.images.chunks_mut(n) {
+                let chw = image.to_vec();
+                for p in 0..h * w {
+                    for ch in 0..c {
+                        image[p * c + ch] = chw[ch * h * w + p];
+                    }
+                }
+            }
+            self.image_shape = model_input.to_vec();
+            self.layout_given = false;
+            return Ok(());
+        }
+        self.check_fits(model_input)
     }
 
     /// Refuses a model whose input is not this dataset's image shape (the
@@ -158,6 +191,7 @@ pub fn cifar_from_bytes(bytes: &[u8], source: &str, limit: Option<usize>) -> Res
         images,
         labels: Some(labels),
         names: None,
+        layout_given: false,
     })
 }
 
@@ -216,6 +250,7 @@ fn load_perf_samples(dir: &Path, limit: Option<usize>) -> Result<Dataset> {
         images,
         labels: Some(labels),
         names: Some(names),
+        layout_given: false,
     })
 }
 
@@ -247,5 +282,5 @@ fn load_npy(path: &Path, bytes: &[u8], limit: Option<usize>) -> Result<Dataset> 
             ),
         ));
     }
-    Ok(Dataset { source: what, image_shape, images, labels: None, names: None })
+    Ok(Dataset { source: what, image_shape, images, labels: None, names: None, layout_given: true })
 }

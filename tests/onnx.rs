@@ -167,6 +167,42 @@ fn an_nchw_export_with_explicit_batchnorm_and_gemm_matches_keras_too() {
     assert!(m.warnings.is_empty());
     assert_eq!(m.graph.input_shape(), [32, 32, 3], "imported NHWC whatever the file's layout");
     check_against_keras(&m.graph, "NCHW export");
+    // Datasets: CIFAR feeds it as is; a .npy must be NCHW like the model's input, and is refused NHWC.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("nchw.onnx");
+    std::fs::write(&model, &bytes).unwrap();
+    let head = dataset::load(&head_bin(), Some(8)).unwrap();
+    let nchw: Vec<f32> = head
+        .images
+        .chunks(3072)
+        .flat_map(|img| (0..3).flat_map(move |c| (0..1024).map(move |p| img[p * 3 + c])))
+        .collect();
+    let (x_nchw, x_nhwc) = (dir.path().join("nchw.npy"), dir.path().join("nhwc.npy"));
+    npy::write_npy(&x_nchw, &[8, 3, 32, 32], &nchw).unwrap();
+    npy::write_npy(&x_nhwc, &[8, 32, 32, 3], &head.images).unwrap();
+    let (p_cifar, p_npy) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    let predict = |data: &std::path::Path, out: &std::path::Path| {
+        resnet8_ok(&[
+            "predict",
+            "--model",
+            s(&model),
+            "--data",
+            s(data),
+            "--limit",
+            "8",
+            "--out",
+            s(out),
+            "--device",
+            "cpu",
+        ])
+    };
+    predict(&head_bin(), &p_cifar);
+    predict(&x_nchw, &p_npy);
+    assert_eq!(npy::read_npy(&p_cifar).unwrap().data, npy::read_npy(&p_npy).unwrap().data);
+    fails_with(
+        &["predict", "--model", s(&model), "--data", s(&x_nhwc), "--out", s(&p_npy), "--device", "cpu"],
+        "the model declares NCHW input (3, 32, 32)",
+    );
     // An opset nobody tested is said, not silent.
     let newer = import::onnx::import(&nchw_export(21).encode_to_vec(), "newer.onnx").unwrap();
     assert!(newer.warnings.iter().any(|w| w.contains("opset 21 was not tested")), "{:?}", newer.warnings);

@@ -55,8 +55,8 @@ pub fn run(args: DiffArgs) -> Result<()> {
         check_output_path(plot)?;
     }
     let model = args.model.load()?;
-    let data = DataArgs { data: args.data.clone(), limit: Some(args.images) }.load()?;
-    data.check_fits(model.graph.input_shape())?;
+    let mut data = DataArgs { data: args.data.clone(), limit: Some(args.images) }.load()?;
+    data.fit_model(model.graph.input_shape(), model.nchw_input)?;
     let n = data.len();
     let graph: Graph = if args.folded { passes::optimize(&model.graph) } else { model.graph.clone() };
     let reference: Option<BTreeMap<String, Tensor>> = match &args.reference {

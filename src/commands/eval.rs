@@ -49,8 +49,8 @@ pub struct EvalArgs {
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let model = args.model.load()?;
-    let data = args.data.load()?;
-    data.check_fits(model.graph.input_shape())?;
+    let mut data = args.data.load()?;
+    data.fit_model(model.graph.input_shape(), model.nchw_input)?;
     let Some(labels) = &data.labels else {
         bail!("dataset {} has no labels; use `resnet8 predict` for unlabelled inputs", data.source);
     };
@@ -128,8 +128,8 @@ pub struct PredictArgs {
 pub fn run_predict(args: PredictArgs) -> Result<()> {
     resnet8::files::check_output_path(&args.out)?;
     let model = args.model.load()?;
-    let data = args.data.load()?;
-    data.check_fits(model.graph.input_shape())?;
+    let mut data = args.data.load()?;
+    data.fit_model(model.graph.input_shape(), model.nchw_input)?;
     let mut opened = if args.logits {
         args.engine.open_graph(resnet8::passes::optimize_keeping_logits(&model.graph), true)?
     } else {

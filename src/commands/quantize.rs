@@ -95,10 +95,10 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
         bail!("{} is already an int8 model", args.model.model.display());
     }
     let float = ptq::prepare(&model.graph);
-    let calibration = DataArgs { data: args.calibration.clone(), limit: args.limit }.load().map_err(|e| {
+    let mut calibration = DataArgs { data: args.calibration.clone(), limit: args.limit }.load().map_err(|e| {
         e.context(format!("calibration set {}: quantization needs at least one image", args.calibration.display()))
     })?;
-    calibration.check_fits(float.input_shape())?;
+    calibration.fit_model(float.input_shape(), model.nchw_input)?;
     let image_len = calibration.image_len();
 
     let histograms = method != Method::MinMax;
@@ -110,15 +110,16 @@ pub fn run(args: QuantizeArgs) -> Result<()> {
 
     let layers = layer_rows(&float, &int8, &stats, method, &calibration)?;
     let eval_set = match &args.eval {
-        Some(path) => Some(DataArgs { data: path.clone(), limit: args.eval_limit }.load()?),
+        Some(path) => {
+            let mut d = DataArgs { data: path.clone(), limit: args.eval_limit }.load()?;
+            d.fit_model(float.input_shape(), model.nchw_input)?;
+            Some(d)
+        }
         None => None,
     };
     let eval_data = eval_set.as_ref().unwrap_or(&calibration);
     let accuracy = match &eval_data.labels {
-        Some(labels) => {
-            eval_data.check_fits(float.input_shape())?;
-            Some(accuracy(&float, &int8, eval_data, labels)?)
-        }
+        Some(labels) => Some(accuracy(&float, &int8, eval_data, labels)?),
         None if args.eval.is_some() => bail!("evaluation set {} has no labels", eval_data.source),
         None => None,
     };

@@ -40,6 +40,9 @@ pub struct Model {
     pub format: ModelFormat,
     /// What the user should hear about the import (e.g. an untested ONNX opset).
     pub warnings: Vec<String>,
+    /// The file declares an NCHW image input (an ONNX export from PyTorch);
+    /// the graph's input is NHWC all the same (see [`crate::dataset::Dataset::fit_model`]).
+    pub nchw_input: bool,
 }
 
 /// Loads a `.h5` or converted `.safetensors`, told apart by content.
@@ -58,6 +61,7 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
             keras_version: h5.keras_version,
             format: ModelFormat::KerasH5,
             warnings: vec![],
+            nchw_input: false,
         });
     }
     let bytes = read_bounded(path, MAX_FILE_BYTES)?;
@@ -68,15 +72,25 @@ pub fn load(path: &std::path::Path) -> Result<Model> {
 /// graph `.safetensors` or a converted Keras `.safetensors`, told apart by
 /// content. `what` names it in errors.
 pub fn load_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
-    let empty =
-        |graph, format| Model { graph, model_config: String::new(), keras_version: None, format, warnings: vec![] };
+    let empty = |graph, format| Model {
+        graph,
+        model_config: String::new(),
+        keras_version: None,
+        format,
+        warnings: vec![],
+        nchw_input: false,
+    };
     if bytes.get(4..8) == Some(b"TFL3") {
         return Ok(empty(tflite::import(&bytes, what)?, ModelFormat::Tflite));
     }
     let safetensors_meta = ::safetensors::SafeTensors::read_metadata(&bytes).ok();
     if safetensors_meta.is_none() && onnx::looks_like_onnx(&bytes) {
         let imported = onnx::import(&bytes, what)?;
-        return Ok(Model { warnings: imported.warnings, ..empty(imported.graph, ModelFormat::Onnx) });
+        return Ok(Model {
+            warnings: imported.warnings,
+            nchw_input: imported.nchw_input,
+            ..empty(imported.graph, ModelFormat::Onnx)
+        });
     }
     let int8 =
         safetensors_meta.and_then(|(_, m)| m.metadata().clone()).is_some_and(|m| graph_safetensors::is_graph(&m));
@@ -109,5 +123,6 @@ pub fn load_safetensors_bytes(bytes: Vec<u8>, what: &str) -> Result<Model> {
         keras_version: st.keras_version.clone(),
         format: ModelFormat::Safetensors,
         warnings: vec![],
+        nchw_input: false,
     })
 }

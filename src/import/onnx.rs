@@ -33,6 +33,8 @@ pub const SUPPORTED_OPS: &str =
 pub struct Imported {
     pub graph: Graph,
     pub warnings: Vec<String>,
+    /// The input is declared (N, C, H, W).
+    pub nchw_input: bool,
 }
 
 /// Whether `bytes` look like an ONNX protobuf (its first field, ir_version, is a varint with tag 1).
@@ -56,11 +58,13 @@ pub fn import(bytes: &[u8], what: &str) -> Result<Imported> {
         )),
         None => return Err(bad("imports no opset of the default ONNX domain".into())),
     }
-    let mut importer = Importer { values: HashMap::new(), nodes: Vec::new(), names: HashSet::new(), output: None };
+    let mut importer =
+        Importer { values: HashMap::new(), nodes: Vec::new(), names: HashSet::new(), output: None, nchw_input: false };
     importer.run(graph).map_err(bad)?;
     let name = if graph.name.is_empty() { "onnx".to_string() } else { graph.name.clone() };
     let output = importer.output.ok_or_else(|| bad("has no output".into()))?;
-    Ok(Imported { graph: Graph { name, nodes: importer.nodes, input: 0, output }, warnings })
+    let nchw_input = importer.nchw_input;
+    Ok(Imported { graph: Graph { name, nodes: importer.nodes, input: 0, output }, warnings, nchw_input })
 }
 
 /// How an ONNX feature map's dimensions are written, for a node that stores NHWC.
@@ -94,6 +98,7 @@ struct Importer {
     nodes: Vec<Node>,
     names: HashSet<String>,
     output: Option<NodeId>,
+    nchw_input: bool,
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -313,6 +318,7 @@ impl Importer {
         // NCHW when the channels come first (PyTorch), NHWC when last (tf2onnx, whose Transpose follows).
         let (shape, layout) =
             if a <= 4 && c > 4 { (vec![b, c, a], Layout::Nchw) } else { (vec![a, b, c], Layout::Nhwc) };
+        self.nchw_input = layout == Layout::Nchw;
         self.names.insert(input.name.clone());
         self.nodes.push(Node {
             name: input.name.clone(),
