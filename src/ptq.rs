@@ -302,6 +302,16 @@ pub fn calibrate(
     Ok(Calibration { images: count, observers })
 }
 
+impl Calibration {
+    /// The real range chosen for node `id` of the prepared `graph` by
+    /// `method` (the model input always keeps its min/max; see the module
+    /// docs), or `None` when the node was not observed.
+    pub fn range(&self, graph: &Graph, id: NodeId, method: Method) -> Option<(f32, f32)> {
+        let method = if matches!(graph.nodes[id].op, Op::Input) { Method::MinMax } else { method };
+        self.observers.get(&id).map(|o| o.range(method))
+    }
+}
+
 /// How the weights are quantized.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
@@ -320,11 +330,10 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
     let mut nodes: Vec<Node> = Vec::new();
     let mut map: Vec<NodeId> = vec![usize::MAX; graph.nodes.len()];
     let mut quant: Vec<Option<QParams>> = vec![None; graph.nodes.len()];
-    let range_of = |id: NodeId, method: Method| -> Result<QParams> {
-        let o = calibration.observers.get(&id).ok_or_else(|| {
+    let range_of = |id: NodeId| -> Result<QParams> {
+        let (lo, hi) = calibration.range(graph, id, options.method).ok_or_else(|| {
             Error::layer(&graph.nodes[id].name, "has no calibration statistics (was it calibrated on this graph?)")
         })?;
-        let (lo, hi) = o.range(method);
         Ok(activation_qparams(lo, hi))
     };
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -337,12 +346,12 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
         let (id, q) = match &node.op {
             Op::Input => {
                 let raw = push(format!("{}:float", node.name), Op::Input, vec![], vec![]);
-                let q = range_of(i, Method::MinMax)?;
+                let q = range_of(i)?;
                 (push(node.name.clone(), Op::Quantized(QOp::Quantize { output: q }), vec![raw], node.layers.clone()), q)
             }
             Op::Conv2d { window, weight, bias, activation, residual: false } => {
                 let relu = relu_of(node, *activation)?;
-                let (input, output) = (in_q(0), range_of(i, options.method)?);
+                let (input, output) = (in_q(0), range_of(i)?);
                 let [kh, kw, cin, cout] = weight.shape[..] else {
                     return Err(unsupported(node, "its kernel is not 4-D"));
                 };
@@ -365,7 +374,7 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
             }
             Op::Add { activation } if node.inputs.len() == 2 => {
                 let relu = relu_of(node, *activation)?;
-                let output = range_of(i, options.method)?;
+                let output = range_of(i)?;
                 let op = QOp::add([in_q(0), in_q(1)], output, output.activation_range(relu));
                 (push(node.name.clone(), Op::Quantized(op), ins, node.layers.clone()), output)
             }
@@ -386,7 +395,7 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
             }
             Op::Flatten => (push(node.name.clone(), Op::Flatten, ins, node.layers.clone()), in_q(0)),
             Op::Dense { weight, bias, activation } => {
-                let (input, output) = (in_q(0), range_of(i, options.method)?);
+                let (input, output) = (in_q(0), range_of(i)?);
                 let [n_in, n_out] = weight.shape[..] else {
                     return Err(unsupported(node, "its kernel is not 2-D"));
                 };

@@ -153,7 +153,6 @@ fn layer_rows(
     let float_nodes: Vec<NodeId> = pairs.iter().map(|p| p.0).collect();
     let int8_nodes: Vec<NodeId> = pairs.iter().map(|p| p.1).collect();
     let mut sqnr = vec![Sqnr::default(); pairs.len()];
-    let image_len = data.image_len();
     let bar = progress(data.len(), "measure SQNR");
     for start in (0..data.len()).step_by(64) {
         let end = (start + 64).min(data.len());
@@ -166,7 +165,6 @@ fn layer_rows(
             sqnr[k].add(&f[k], &dq);
         }
         bar.inc((end - start) as u64);
-        let _ = image_len;
     }
     bar.finish_and_clear();
     Ok(pairs
@@ -174,13 +172,7 @@ fn layer_rows(
         .zip(&sqnr)
         .map(|(&(f, q), s)| {
             let p = int8.quant_of(q).expect("int8 node");
-            let range = stats.observers.get(&f).map_or((p.dequantize(-128.0), p.dequantize(127.0)), |o| {
-                if matches!(float.nodes[f].op, resnet8::graph::Op::Input) {
-                    o.range(Method::MinMax)
-                } else {
-                    o.range(method)
-                }
-            });
+            let range = stats.range(float, f, method).unwrap_or((p.dequantize(-128.0), p.dequantize(127.0)));
             LayerRow {
                 name: int8.nodes[q].name.clone(),
                 kind: int8.nodes[q].op.kind(),
