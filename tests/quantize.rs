@@ -168,6 +168,15 @@ fn bad_calibration_and_evaluation_sets_get_clear_errors() {
         &["quantize", "--model", s(&int8), "--calibration", s(&perf_samples()), "--out", s(&out)],
         "already an int8 model",
     );
+    // A bad --report path is refused before calibrating, so no model file appears either.
+    fails_with(
+        &with(&base, &["--calibration", s(&perf_samples()), "--report", "/nonexistent/dir/report.md"]),
+        "cannot write /nonexistent/dir/report.md",
+    );
+    fails_with(
+        &["quantize", "--model", s(&model), "--calibration", s(&perf_samples()), "--out", s(dir.path())],
+        "is a directory",
+    );
     assert!(!out.exists(), "no output is written by a failed run");
 }
 
