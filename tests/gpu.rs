@@ -355,6 +355,12 @@ fn tuning_cache_and_flags_fail_or_recover_cleanly() {
     let cache: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("kernel-variants.json")).unwrap()).unwrap();
     assert!(cache["entries"].as_object().is_some_and(|e| !e.is_empty()), "{cache}");
+    // `retune` times again and keeps one entry for this adapter and model.
+    let o = run(&[("RESNET8_CACHE_DIR", dir.path().to_str().unwrap()), ("RESNET8_TUNE", "retune")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("kernel-variants.json")).unwrap()).unwrap();
+    assert_eq!(again["entries"].as_object().unwrap().len(), cache["entries"].as_object().unwrap().len(), "{again}");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").unwrap();
     let o = run(&[("RESNET8_CACHE_DIR", file.join("sub").to_str().unwrap()), ("RESNET8_TUNE", "auto")]);

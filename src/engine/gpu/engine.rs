@@ -143,8 +143,8 @@ impl GpuEngine {
         if !packed.is_empty() && packed.len() == engine.packed_readers().len() {
             engine.packed_steps = Some(packed);
         }
-        if tuning == Tuning::Auto {
-            for (id, input, v) in tuning::choose(&mut engine).await? {
+        if matches!(tuning, Tuning::Auto | Tuning::Retune) {
+            for (id, input, v) in tuning::choose(&mut engine, tuning == Tuning::Retune).await? {
                 if engine.variant_for(id, input) != Some(v) {
                     // A cached choice this device no longer takes keeps the default.
                     let Ok(Some(step)) = engine.build_step(id, Some(v), input).await else { continue };
@@ -561,7 +561,7 @@ impl GpuEngine {
     }
 
     /// Times node `id` alone with `variant` on `batch` images (zeros), in
-    /// ms per dispatch: the best of 3 submissions after a warm-up, or the
+    /// ms per dispatch: the best of `submissions` after a warm-up, or the
     /// warm-up alone when it took over 3 × `beaten_by` (a variant that slow
     /// cannot win). GPU time from timestamp queries where the adapter has
     /// them, else the wall clock around the wait. Native only.
@@ -573,6 +573,7 @@ impl GpuEngine {
         variant: Variant,
         batch: usize,
         beaten_by: Option<f64>,
+        submissions: usize,
     ) -> Result<f64> {
         let lowered =
             lower::lower(&self.graph, id, Some(variant), self.caps, input).map_err(|e| Error::Gpu(e.to_string()))?;
@@ -641,7 +642,11 @@ impl GpuEngine {
         let best = if beaten_by.is_some_and(|b| warm_up > 3.0 * b) {
             warm_up
         } else {
-            (0..3).map(|_| submit()).collect::<Result<Vec<f64>>>()?.into_iter().fold(f64::MAX, f64::min)
+            (0..submissions.max(1))
+                .map(|_| submit())
+                .collect::<Result<Vec<f64>>>()?
+                .into_iter()
+                .fold(f64::MAX, f64::min)
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("timing {}: {e}", variant.name())));
@@ -860,7 +865,9 @@ impl crate::engine::Engine for GpuEngine {
             let mut variants = Vec::new();
             for r in lower::conv_variants(&self.graph, id, self.caps, input) {
                 match r {
-                    Ok(v) => variants.push((v.name().to_string(), Ok(self.time_variant(id, input, v, batch, None)?))),
+                    Ok(v) => {
+                        variants.push((v.name().to_string(), Ok(self.time_variant(id, input, v, batch, None, 3)?)))
+                    }
                     Err(d) => variants.push((d.variant.to_string(), Err(d.why))),
                 }
             }

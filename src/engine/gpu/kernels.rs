@@ -51,7 +51,7 @@ impl Precision {
 
 /// The constants above as WGSL, prepended to every shader: each fact has its
 /// one source here. `act` is the activations' storage type.
-fn generated_constants(precision: Precision) -> String {
+pub(crate) fn generated_constants(precision: Precision) -> String {
     let act = match precision {
         Precision::F32 => "alias act = f32;\n",
         Precision::F16 => "enable f16;\nalias act = f16;\n",
