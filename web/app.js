@@ -231,12 +231,19 @@ async function run() {
   $("run").disabled = true;
   let correct = 0;
   let gpuMs = 0;
+  let gpuLastMs = 0;
   for (let start = 0; start < n; start += batch) {
     const m = Math.min(batch, n - start);
     setStatus(`running ${start + m}/${n}…`);
+    // Per-layer GPU time of the last batch (timestamp queries cost a
+    // readback, so the batches that count for images/s run without them).
+    const last = start + batch >= n;
+    if (last) c.setProfiling(true);
     const t0 = performance.now();
     const out = await c.classify(state.images.subarray(start * L, (start + m) * L), m);
-    gpuMs += performance.now() - t0;
+    if (!last) gpuMs += performance.now() - t0;
+    else gpuLastMs = performance.now() - t0;
+    if (last) c.setProfiling(false);
     probs.set(out, start * K);
     const frag = document.createDocumentFragment();
     for (let i = 0; i < m; i++) {
@@ -248,23 +255,54 @@ async function run() {
     $("grid").append(frag);
     $("s-images").textContent = `${start + m}`;
     if (state.labels) $("s-acc").textContent = `${(100 * correct / (start + m)).toFixed(2)}% (${correct}/${start + m})`;
-    $("s-ips").textContent = ((start + m) / (gpuMs / 1000)).toFixed(1);
+    $("s-ips").textContent = imagesPerSec(start + m, gpuMs, gpuLastMs, m).toFixed(1);
     await new Promise((r) => setTimeout(r, 0)); // let the page paint
   }
   $("run").disabled = false;
   setStatus(`done: ${n} images in batches of ${batch}`);
+  const layerTimes = JSON.parse(c.layerTimes() || "[]");
+  showLayerTimes(layerTimes, n - Math.floor((n - 1) / batch) * batch);
   return {
     images: n,
     probs: Array.from(probs),
     labels: state.labels ? Array.from(state.labels.subarray(0, n)) : null,
     correct: state.labels ? correct : null,
     accuracy: state.labels ? correct / n : null,
-    images_per_sec: n / (gpuMs / 1000),
+    images_per_sec: imagesPerSec(n, gpuMs, gpuLastMs, n - Math.floor((n - 1) / batch) * batch),
+    layer_times: layerTimes,
     kind: c.kind,
     adapter: state.adapterName,
     kernels: JSON.parse(c.kernels),
     adapter_info: JSON.parse(c.adapter),
   };
+}
+
+// images/s over the batches run without timestamps; the timed last batch
+// counts only when it is the only one.
+function imagesPerSec(done, untimedMs, lastMs, lastImages) {
+  const untimedImages = done - (lastMs > 0 ? lastImages : 0);
+  return untimedImages > 0 ? untimedImages / (untimedMs / 1000) : done / (lastMs / 1000);
+}
+
+// GPU time per layer of the last batch, as `resnet8 bench` prints it.
+function showLayerTimes(times, images) {
+  const panel = $("layer-times");
+  panel.hidden = times.length === 0;
+  if (!times.length) return;
+  const total = times.reduce((s, t) => s + t.ms, 0);
+  $("layer-times-summary").textContent =
+    `GPU time per layer (timestamp queries, the last batch of ${images} images): ${total.toFixed(1)} ms`;
+  const table = $("layer-times-table");
+  table.replaceChildren();
+  const head = table.insertRow();
+  for (const c of ["layer", "op", "ms", "share", ""]) head.append(Object.assign(document.createElement("th"), { textContent: c }));
+  for (const t of times) {
+    const row = table.insertRow();
+    const share = total > 0 ? t.ms / total : 0;
+    for (const v of [t.node, t.op, t.ms.toFixed(3), `${(100 * share).toFixed(1)}%`]) row.insertCell().textContent = v;
+    const bar = row.insertCell();
+    bar.innerHTML = `<span class="track"><span class="fill" style="width:${(100 * share).toFixed(1)}%"></span></span>`;
+  }
 }
 
 // ---- the per-layer diff ----

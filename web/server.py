@@ -244,6 +244,18 @@ def check(args, port):
           f"timestamps {info.get('timestamp_query')}, shader-f16 {info.get('shader_f16')}")
     print(f"browser images/s ({r.get('kind')}, {Path(args.model).name if args.model else 'pkg/model.safetensors'}): "
           f"{r['images_per_sec']:.1f}")
+    times = r.get("layer_times") or []
+    # With timestamp queries the page times its last batch: one positive time per dispatch.
+    if (r.get("adapter_info") or {}).get("timestamp_query"):
+        timed = len(times) == plan.get("dispatches") and all(t["ms"] > 0 for t in times)
+        if not timed:
+            print(f"browser: layer times missing or not positive: {times}")
+        ok = ok and timed
+    if times:
+        total = sum(t["ms"] for t in times)
+        print(f"browser GPU time per layer (last batch), {total:.1f} ms in all:")
+        for t in times:
+            print(f"  {t['node']:<14} {t['op']:<28} {t['ms']:9.3f} ms {100 * t['ms'] / total:5.1f}%")
     if not ok:
         print(f"browser: FAILED (need {n} images, all argmax equal, max |dprob| <= {args.tolerance}, a screenshot)")
     acc = "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"

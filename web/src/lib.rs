@@ -131,6 +131,21 @@ impl Classifier {
         serde_json::to_string(&self.engine.borrow().plan_summary()).unwrap_or_default()
     }
 
+    /// Times every dispatch of the batches that follow with timestamp
+    /// queries, on adapters that have them; returns whether timing is on.
+    /// It costs one more readback per batch, so the page times its last only.
+    #[wasm_bindgen(js_name = setProfiling)]
+    pub fn set_profiling(&self, on: bool) -> bool {
+        self.engine.borrow_mut().set_profiling(on)
+    }
+
+    /// GPU time per dispatch of the last batch run with timing on (JSON
+    /// `[{node, op, ms}]`, empty when none was).
+    #[wasm_bindgen(js_name = layerTimes)]
+    pub fn layer_times(&self) -> String {
+        serde_json::to_string(&self.engine.borrow().layer_times()).unwrap_or_default()
+    }
+
     /// The largest batch one submission holds on this adapter.
     #[wasm_bindgen(getter, js_name = maxBatch)]
     pub fn max_batch(&self) -> usize {

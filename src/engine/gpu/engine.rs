@@ -251,6 +251,18 @@ impl GpuEngine {
 
     /// Dispatches, activation traffic and kernels per batch, for 8-bit
     /// pixel inputs (packed where the engine packs them).
+    /// Times every dispatch of the batches that follow with timestamp
+    /// queries, where the adapter has them; returns whether timing is on.
+    pub fn set_profiling(&mut self, on: bool) -> bool {
+        self.profile = on && self.ctx.timestamps;
+        self.profile
+    }
+
+    /// Per-dispatch GPU times of the last batch run with timing on.
+    pub fn layer_times(&self) -> Vec<LayerTime> {
+        self.last_times.clone()
+    }
+
     pub fn plan_summary(&self) -> PlanSummary {
         let packed = self.packs_input();
         let g = &self.graph;
@@ -847,12 +859,11 @@ impl crate::engine::Engine for GpuEngine {
 
     /// GPU time per dispatch from timestamp queries, where the adapter has them.
     fn set_profiling(&mut self, on: bool) -> bool {
-        self.profile = on && self.ctx.timestamps;
-        self.profile
+        GpuEngine::set_profiling(self, on)
     }
 
     fn layer_times(&self) -> Vec<LayerTime> {
-        self.last_times.clone()
+        GpuEngine::layer_times(self)
     }
 
     fn plan_summary(&self) -> Option<PlanSummary> {

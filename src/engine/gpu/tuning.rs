@@ -118,6 +118,7 @@ impl Cache {
 
     /// Records `choices` under `key`, dropping what other builds' kernels
     /// chose on the same adapter: their timings say nothing about these kernels.
+    #[cfg_attr(not(feature = "native"), allow(dead_code))]
     fn insert(&mut self, adapter_key: &str, key: String, choices: BTreeMap<String, String>) {
         let kernels = kernels_key();
         self.entries.retain(|k, _| !k.starts_with(adapter_key) || k.ends_with(&kernels));
@@ -190,6 +191,7 @@ pub fn tuning_batch(engine: &GpuEngine) -> usize {
 /// the running once, in turn, so a burst of load elsewhere on a shared
 /// machine slows all of them rather than deciding the choice; the best time
 /// per variant over the rounds counts.
+#[cfg(feature = "native")]
 const TUNING_ROUNDS: usize = 3;
 
 /// The cached (unless `retune`) or newly timed choice for every contested
