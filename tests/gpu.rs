@@ -113,7 +113,7 @@ fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
     let model = import::load(&model_h5()).unwrap();
     let graph = passes::optimize(&model.graph);
     let head = dataset::load(&head_bin(), Some(256)).unwrap();
-    for variant in [Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled] {
+    for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled] {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         assert!(ctx.f16, "lavapipe has shader-f16");

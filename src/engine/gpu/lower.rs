@@ -4,8 +4,8 @@
 //! naming the node and why.
 
 use super::kernels::{
-    Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, HEAD_MAX, UNIFORM_WEIGHTS,
-    WORKGROUP_SIZE,
+    Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, CONV_WIDE_PIXEL_RUN,
+    HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
 use crate::quant::QOp;
@@ -276,8 +276,8 @@ pub fn lower(
             let chosen = match variant {
                 Some(v) => v,
                 None => {
-                    if specialised(Variant::ConvDirect).is_ok() || packed || caps.precision == Precision::F16 {
-                        Variant::ConvDirect
+                    if specialised(Variant::ConvWide).is_ok() || packed || caps.precision == Precision::F16 {
+                        Variant::ConvWide
                     } else {
                         Variant::ConvGeneric
                     }
@@ -293,7 +293,11 @@ pub fn lower(
                     return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
                 }
                 Variant::ConvGeneric => {}
-                Variant::ConvDirect | Variant::ConvUniform | Variant::ConvSubgroup | Variant::ConvTiled => {
+                Variant::ConvDirect
+                | Variant::ConvWide
+                | Variant::ConvUniform
+                | Variant::ConvSubgroup
+                | Variant::ConvTiled => {
                     specialised(chosen)?;
                     if chosen == Variant::ConvTiled && in_c % 16 != 0 {
                         return Err(decline(chosen, format!("needs input channels in multiples of 16, not {in_c}")));
@@ -350,6 +354,10 @@ pub fn lower(
                 Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
                 // One workgroup per WG output pixels.
                 Variant::ConvTiled => Grid::Invocations { per_image: out_h as u64 * out_w as u64, y: blocks },
+                Variant::ConvWide => Grid::Invocations {
+                    per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
+                    y: blocks,
+                },
                 _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
             };
             Lowered {
@@ -695,7 +703,7 @@ mod tests {
             assert_eq!(r.is_ok(), *v != Variant::ConvTiled, "{v:?}: {r:?}");
         }
         let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
-        assert_eq!(l.variant, Variant::ConvDirect);
+        assert_eq!(l.variant, Variant::ConvWide);
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
