@@ -1,11 +1,13 @@
 // Conv2D like conv.wgsl (same overrides, bindings, parts and epilogue), 8
 // output pixels (`WIDE_PX`, a..h) × 16 channels (4 vec4s) per invocation,
-// every loop over pixels, channels and vector components written out. On
-// SwiftShader (Chromium's WebGPU without a GPU) this runs about 1.7× as fast
-// as conv.wgsl: its JIT neither unrolls loops nor keeps a vector indexed by
-// a loop counter in registers, and twice the pixels per weight load halve
-// the weight loads per multiply-add. Sums in conv.wgsl's order (ky, kx, input
-// channel), so the two agree bit for bit.
+// every loop over pixels, channels and vector components written out:
+// SwiftShader's JIT (Chromium's WebGPU without a GPU) neither unrolls loops
+// nor keeps a vector indexed by a loop counter in registers, and 8 pixels per
+// weight load halve the weight loads per multiply-add. 3x3 stride-1 convs
+// padded 1 left read each input row once for all three kx taps (10 pixel
+// loads per 4 input channels instead of 24) and so sum per kernel row 4
+// input channels at a time over the taps, as conv_subgroup.wgsl does: within
+// ~1e-6 relative of the CPU's order. Other convs sum in conv.wgsl's order.
 
 @compute @workgroup_size(WG)
 fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
@@ -32,78 +34,225 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     var f0 = a0; var f1 = a1; var f2 = a2; var f3 = a3;
     var g0 = a0; var g1 = a1; var g2 = a2; var g3 = a3;
     var h0 = a0; var h1 = a1; var h2 = a2; var h3 = a3;
-    for (var ky = 0u; ky < KH; ky++) {
-        let iy = i32(oy * SH + ky) - i32(PAD_TOP);
-        if (iy < 0 || iy >= i32(IN_H)) {
-            continue;
-        }
-        let row = (n * IN_H + u32(iy)) * IN_W;
-        for (var kx = 0u; kx < KW; kx++) {
-            let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
-            let s = i32(SW);
-            // A pixel whose tap falls outside the input (or past OUT_W) reads zeros.
-            let in_a = ix >= 0 && ix < i32(IN_W);
-            let in_b = ix + 1 * s >= 0 && ix + 1 * s < i32(IN_W) && ox + 1u < OUT_W;
-            let in_c = ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
-            let in_d = ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
-            let in_e = ix + 4 * s >= 0 && ix + 4 * s < i32(IN_W) && ox + 4u < OUT_W;
-            let in_f = ix + 5 * s >= 0 && ix + 5 * s < i32(IN_W) && ox + 5u < OUT_W;
-            let in_g = ix + 6 * s >= 0 && ix + 6 * s < i32(IN_W) && ox + 6u < OUT_W;
-            let in_h = ix + 7 * s >= 0 && ix + 7 * s < i32(IN_W) && ox + 7u < OUT_W;
-            var w = (ky * KW + kx) * IN_C * o4 + b;
+    if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
+        // 3x3 stride-1 convs padded 1 left: the three kx taps of a row read
+        // pixels ox - 1 .. ox + 8; load those 10 once per 4 input channels.
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy + ky) - i32(PAD_TOP);
+            if (iy < 0 || iy >= i32(IN_H)) {
+                continue;
+            }
+            let row = (n * IN_H + u32(iy)) * IN_W + ox;
             for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                let xa = input4(row + u32(ix), c4, in_a);
-                let xb = input4(row + u32(ix + 1 * s), c4, in_b);
-                let xc = input4(row + u32(ix + 2 * s), c4, in_c);
-                let xd = input4(row + u32(ix + 3 * s), c4, in_d);
-                let xe = input4(row + u32(ix + 4 * s), c4, in_e);
-                let xf = input4(row + u32(ix + 5 * s), c4, in_f);
-                let xg = input4(row + u32(ix + 6 * s), c4, in_g);
-                let xh = input4(row + u32(ix + 7 * s), c4, in_h);
-                // input channel 4 * c4 + 0
-                let xw0 = weight(w + 0u); let xw1 = weight(w + 1u); let xw2 = weight(w + 2u); let xw3 = weight(w + 3u);
-                a0 += xa.x * xw0; a1 += xa.x * xw1; a2 += xa.x * xw2; a3 += xa.x * xw3;
-                b0 += xb.x * xw0; b1 += xb.x * xw1; b2 += xb.x * xw2; b3 += xb.x * xw3;
-                c0 += xc.x * xw0; c1 += xc.x * xw1; c2 += xc.x * xw2; c3 += xc.x * xw3;
-                d0 += xd.x * xw0; d1 += xd.x * xw1; d2 += xd.x * xw2; d3 += xd.x * xw3;
-                e0 += xe.x * xw0; e1 += xe.x * xw1; e2 += xe.x * xw2; e3 += xe.x * xw3;
-                f0 += xf.x * xw0; f1 += xf.x * xw1; f2 += xf.x * xw2; f3 += xf.x * xw3;
-                g0 += xg.x * xw0; g1 += xg.x * xw1; g2 += xg.x * xw2; g3 += xg.x * xw3;
-                h0 += xh.x * xw0; h1 += xh.x * xw1; h2 += xh.x * xw2; h3 += xh.x * xw3;
-                w += o4;
-                // input channel 4 * c4 + 1
-                let yw0 = weight(w + 0u); let yw1 = weight(w + 1u); let yw2 = weight(w + 2u); let yw3 = weight(w + 3u);
-                a0 += xa.y * yw0; a1 += xa.y * yw1; a2 += xa.y * yw2; a3 += xa.y * yw3;
-                b0 += xb.y * yw0; b1 += xb.y * yw1; b2 += xb.y * yw2; b3 += xb.y * yw3;
-                c0 += xc.y * yw0; c1 += xc.y * yw1; c2 += xc.y * yw2; c3 += xc.y * yw3;
-                d0 += xd.y * yw0; d1 += xd.y * yw1; d2 += xd.y * yw2; d3 += xd.y * yw3;
-                e0 += xe.y * yw0; e1 += xe.y * yw1; e2 += xe.y * yw2; e3 += xe.y * yw3;
-                f0 += xf.y * yw0; f1 += xf.y * yw1; f2 += xf.y * yw2; f3 += xf.y * yw3;
-                g0 += xg.y * yw0; g1 += xg.y * yw1; g2 += xg.y * yw2; g3 += xg.y * yw3;
-                h0 += xh.y * yw0; h1 += xh.y * yw1; h2 += xh.y * yw2; h3 += xh.y * yw3;
-                w += o4;
-                // input channel 4 * c4 + 2
-                let zw0 = weight(w + 0u); let zw1 = weight(w + 1u); let zw2 = weight(w + 2u); let zw3 = weight(w + 3u);
-                a0 += xa.z * zw0; a1 += xa.z * zw1; a2 += xa.z * zw2; a3 += xa.z * zw3;
-                b0 += xb.z * zw0; b1 += xb.z * zw1; b2 += xb.z * zw2; b3 += xb.z * zw3;
-                c0 += xc.z * zw0; c1 += xc.z * zw1; c2 += xc.z * zw2; c3 += xc.z * zw3;
-                d0 += xd.z * zw0; d1 += xd.z * zw1; d2 += xd.z * zw2; d3 += xd.z * zw3;
-                e0 += xe.z * zw0; e1 += xe.z * zw1; e2 += xe.z * zw2; e3 += xe.z * zw3;
-                f0 += xf.z * zw0; f1 += xf.z * zw1; f2 += xf.z * zw2; f3 += xf.z * zw3;
-                g0 += xg.z * zw0; g1 += xg.z * zw1; g2 += xg.z * zw2; g3 += xg.z * zw3;
-                h0 += xh.z * zw0; h1 += xh.z * zw1; h2 += xh.z * zw2; h3 += xh.z * zw3;
-                w += o4;
-                // input channel 4 * c4 + 3
-                let ww0 = weight(w + 0u); let ww1 = weight(w + 1u); let ww2 = weight(w + 2u); let ww3 = weight(w + 3u);
-                a0 += xa.w * ww0; a1 += xa.w * ww1; a2 += xa.w * ww2; a3 += xa.w * ww3;
-                b0 += xb.w * ww0; b1 += xb.w * ww1; b2 += xb.w * ww2; b3 += xb.w * ww3;
-                c0 += xc.w * ww0; c1 += xc.w * ww1; c2 += xc.w * ww2; c3 += xc.w * ww3;
-                d0 += xd.w * ww0; d1 += xd.w * ww1; d2 += xd.w * ww2; d3 += xd.w * ww3;
-                e0 += xe.w * ww0; e1 += xe.w * ww1; e2 += xe.w * ww2; e3 += xe.w * ww3;
-                f0 += xf.w * ww0; f1 += xf.w * ww1; f2 += xf.w * ww2; f3 += xf.w * ww3;
-                g0 += xg.w * ww0; g1 += xg.w * ww1; g2 += xg.w * ww2; g3 += xg.w * ww3;
-                h0 += xh.w * ww0; h1 += xh.w * ww1; h2 += xh.w * ww2; h3 += xh.w * ww3;
-                w += o4;
+                let xl = input4(row - 1u, c4, ox > 0u);
+                let xa = input4(row + 0u, c4, true);
+                let xb = input4(row + 1u, c4, ox + 1u < IN_W);
+                let xc = input4(row + 2u, c4, ox + 2u < IN_W);
+                let xd = input4(row + 3u, c4, ox + 3u < IN_W);
+                let xe = input4(row + 4u, c4, ox + 4u < IN_W);
+                let xf = input4(row + 5u, c4, ox + 5u < IN_W);
+                let xg = input4(row + 6u, c4, ox + 6u < IN_W);
+                let xh = input4(row + 7u, c4, ox + 7u < IN_W);
+                let xr = input4(row + 8u, c4, ox + 8u < IN_W);
+                var w0 = ((ky * 3u + 0u) * IN_C + c4 * 4u) * o4 + b;
+                let x0w0 = weight(w0 + 0u); let x0w1 = weight(w0 + 1u); let x0w2 = weight(w0 + 2u); let x0w3 = weight(w0 + 3u);
+                a0 += xl.x * x0w0; a1 += xl.x * x0w1; a2 += xl.x * x0w2; a3 += xl.x * x0w3;
+                b0 += xa.x * x0w0; b1 += xa.x * x0w1; b2 += xa.x * x0w2; b3 += xa.x * x0w3;
+                c0 += xb.x * x0w0; c1 += xb.x * x0w1; c2 += xb.x * x0w2; c3 += xb.x * x0w3;
+                d0 += xc.x * x0w0; d1 += xc.x * x0w1; d2 += xc.x * x0w2; d3 += xc.x * x0w3;
+                e0 += xd.x * x0w0; e1 += xd.x * x0w1; e2 += xd.x * x0w2; e3 += xd.x * x0w3;
+                f0 += xe.x * x0w0; f1 += xe.x * x0w1; f2 += xe.x * x0w2; f3 += xe.x * x0w3;
+                g0 += xf.x * x0w0; g1 += xf.x * x0w1; g2 += xf.x * x0w2; g3 += xf.x * x0w3;
+                h0 += xg.x * x0w0; h1 += xg.x * x0w1; h2 += xg.x * x0w2; h3 += xg.x * x0w3;
+                w0 += o4;
+                let y0w0 = weight(w0 + 0u); let y0w1 = weight(w0 + 1u); let y0w2 = weight(w0 + 2u); let y0w3 = weight(w0 + 3u);
+                a0 += xl.y * y0w0; a1 += xl.y * y0w1; a2 += xl.y * y0w2; a3 += xl.y * y0w3;
+                b0 += xa.y * y0w0; b1 += xa.y * y0w1; b2 += xa.y * y0w2; b3 += xa.y * y0w3;
+                c0 += xb.y * y0w0; c1 += xb.y * y0w1; c2 += xb.y * y0w2; c3 += xb.y * y0w3;
+                d0 += xc.y * y0w0; d1 += xc.y * y0w1; d2 += xc.y * y0w2; d3 += xc.y * y0w3;
+                e0 += xd.y * y0w0; e1 += xd.y * y0w1; e2 += xd.y * y0w2; e3 += xd.y * y0w3;
+                f0 += xe.y * y0w0; f1 += xe.y * y0w1; f2 += xe.y * y0w2; f3 += xe.y * y0w3;
+                g0 += xf.y * y0w0; g1 += xf.y * y0w1; g2 += xf.y * y0w2; g3 += xf.y * y0w3;
+                h0 += xg.y * y0w0; h1 += xg.y * y0w1; h2 += xg.y * y0w2; h3 += xg.y * y0w3;
+                w0 += o4;
+                let z0w0 = weight(w0 + 0u); let z0w1 = weight(w0 + 1u); let z0w2 = weight(w0 + 2u); let z0w3 = weight(w0 + 3u);
+                a0 += xl.z * z0w0; a1 += xl.z * z0w1; a2 += xl.z * z0w2; a3 += xl.z * z0w3;
+                b0 += xa.z * z0w0; b1 += xa.z * z0w1; b2 += xa.z * z0w2; b3 += xa.z * z0w3;
+                c0 += xb.z * z0w0; c1 += xb.z * z0w1; c2 += xb.z * z0w2; c3 += xb.z * z0w3;
+                d0 += xc.z * z0w0; d1 += xc.z * z0w1; d2 += xc.z * z0w2; d3 += xc.z * z0w3;
+                e0 += xd.z * z0w0; e1 += xd.z * z0w1; e2 += xd.z * z0w2; e3 += xd.z * z0w3;
+                f0 += xe.z * z0w0; f1 += xe.z * z0w1; f2 += xe.z * z0w2; f3 += xe.z * z0w3;
+                g0 += xf.z * z0w0; g1 += xf.z * z0w1; g2 += xf.z * z0w2; g3 += xf.z * z0w3;
+                h0 += xg.z * z0w0; h1 += xg.z * z0w1; h2 += xg.z * z0w2; h3 += xg.z * z0w3;
+                w0 += o4;
+                let w0w0 = weight(w0 + 0u); let w0w1 = weight(w0 + 1u); let w0w2 = weight(w0 + 2u); let w0w3 = weight(w0 + 3u);
+                a0 += xl.w * w0w0; a1 += xl.w * w0w1; a2 += xl.w * w0w2; a3 += xl.w * w0w3;
+                b0 += xa.w * w0w0; b1 += xa.w * w0w1; b2 += xa.w * w0w2; b3 += xa.w * w0w3;
+                c0 += xb.w * w0w0; c1 += xb.w * w0w1; c2 += xb.w * w0w2; c3 += xb.w * w0w3;
+                d0 += xc.w * w0w0; d1 += xc.w * w0w1; d2 += xc.w * w0w2; d3 += xc.w * w0w3;
+                e0 += xd.w * w0w0; e1 += xd.w * w0w1; e2 += xd.w * w0w2; e3 += xd.w * w0w3;
+                f0 += xe.w * w0w0; f1 += xe.w * w0w1; f2 += xe.w * w0w2; f3 += xe.w * w0w3;
+                g0 += xf.w * w0w0; g1 += xf.w * w0w1; g2 += xf.w * w0w2; g3 += xf.w * w0w3;
+                h0 += xg.w * w0w0; h1 += xg.w * w0w1; h2 += xg.w * w0w2; h3 += xg.w * w0w3;
+                w0 += o4;
+                var w1 = ((ky * 3u + 1u) * IN_C + c4 * 4u) * o4 + b;
+                let x1w0 = weight(w1 + 0u); let x1w1 = weight(w1 + 1u); let x1w2 = weight(w1 + 2u); let x1w3 = weight(w1 + 3u);
+                a0 += xa.x * x1w0; a1 += xa.x * x1w1; a2 += xa.x * x1w2; a3 += xa.x * x1w3;
+                b0 += xb.x * x1w0; b1 += xb.x * x1w1; b2 += xb.x * x1w2; b3 += xb.x * x1w3;
+                c0 += xc.x * x1w0; c1 += xc.x * x1w1; c2 += xc.x * x1w2; c3 += xc.x * x1w3;
+                d0 += xd.x * x1w0; d1 += xd.x * x1w1; d2 += xd.x * x1w2; d3 += xd.x * x1w3;
+                e0 += xe.x * x1w0; e1 += xe.x * x1w1; e2 += xe.x * x1w2; e3 += xe.x * x1w3;
+                f0 += xf.x * x1w0; f1 += xf.x * x1w1; f2 += xf.x * x1w2; f3 += xf.x * x1w3;
+                g0 += xg.x * x1w0; g1 += xg.x * x1w1; g2 += xg.x * x1w2; g3 += xg.x * x1w3;
+                h0 += xh.x * x1w0; h1 += xh.x * x1w1; h2 += xh.x * x1w2; h3 += xh.x * x1w3;
+                w1 += o4;
+                let y1w0 = weight(w1 + 0u); let y1w1 = weight(w1 + 1u); let y1w2 = weight(w1 + 2u); let y1w3 = weight(w1 + 3u);
+                a0 += xa.y * y1w0; a1 += xa.y * y1w1; a2 += xa.y * y1w2; a3 += xa.y * y1w3;
+                b0 += xb.y * y1w0; b1 += xb.y * y1w1; b2 += xb.y * y1w2; b3 += xb.y * y1w3;
+                c0 += xc.y * y1w0; c1 += xc.y * y1w1; c2 += xc.y * y1w2; c3 += xc.y * y1w3;
+                d0 += xd.y * y1w0; d1 += xd.y * y1w1; d2 += xd.y * y1w2; d3 += xd.y * y1w3;
+                e0 += xe.y * y1w0; e1 += xe.y * y1w1; e2 += xe.y * y1w2; e3 += xe.y * y1w3;
+                f0 += xf.y * y1w0; f1 += xf.y * y1w1; f2 += xf.y * y1w2; f3 += xf.y * y1w3;
+                g0 += xg.y * y1w0; g1 += xg.y * y1w1; g2 += xg.y * y1w2; g3 += xg.y * y1w3;
+                h0 += xh.y * y1w0; h1 += xh.y * y1w1; h2 += xh.y * y1w2; h3 += xh.y * y1w3;
+                w1 += o4;
+                let z1w0 = weight(w1 + 0u); let z1w1 = weight(w1 + 1u); let z1w2 = weight(w1 + 2u); let z1w3 = weight(w1 + 3u);
+                a0 += xa.z * z1w0; a1 += xa.z * z1w1; a2 += xa.z * z1w2; a3 += xa.z * z1w3;
+                b0 += xb.z * z1w0; b1 += xb.z * z1w1; b2 += xb.z * z1w2; b3 += xb.z * z1w3;
+                c0 += xc.z * z1w0; c1 += xc.z * z1w1; c2 += xc.z * z1w2; c3 += xc.z * z1w3;
+                d0 += xd.z * z1w0; d1 += xd.z * z1w1; d2 += xd.z * z1w2; d3 += xd.z * z1w3;
+                e0 += xe.z * z1w0; e1 += xe.z * z1w1; e2 += xe.z * z1w2; e3 += xe.z * z1w3;
+                f0 += xf.z * z1w0; f1 += xf.z * z1w1; f2 += xf.z * z1w2; f3 += xf.z * z1w3;
+                g0 += xg.z * z1w0; g1 += xg.z * z1w1; g2 += xg.z * z1w2; g3 += xg.z * z1w3;
+                h0 += xh.z * z1w0; h1 += xh.z * z1w1; h2 += xh.z * z1w2; h3 += xh.z * z1w3;
+                w1 += o4;
+                let w1w0 = weight(w1 + 0u); let w1w1 = weight(w1 + 1u); let w1w2 = weight(w1 + 2u); let w1w3 = weight(w1 + 3u);
+                a0 += xa.w * w1w0; a1 += xa.w * w1w1; a2 += xa.w * w1w2; a3 += xa.w * w1w3;
+                b0 += xb.w * w1w0; b1 += xb.w * w1w1; b2 += xb.w * w1w2; b3 += xb.w * w1w3;
+                c0 += xc.w * w1w0; c1 += xc.w * w1w1; c2 += xc.w * w1w2; c3 += xc.w * w1w3;
+                d0 += xd.w * w1w0; d1 += xd.w * w1w1; d2 += xd.w * w1w2; d3 += xd.w * w1w3;
+                e0 += xe.w * w1w0; e1 += xe.w * w1w1; e2 += xe.w * w1w2; e3 += xe.w * w1w3;
+                f0 += xf.w * w1w0; f1 += xf.w * w1w1; f2 += xf.w * w1w2; f3 += xf.w * w1w3;
+                g0 += xg.w * w1w0; g1 += xg.w * w1w1; g2 += xg.w * w1w2; g3 += xg.w * w1w3;
+                h0 += xh.w * w1w0; h1 += xh.w * w1w1; h2 += xh.w * w1w2; h3 += xh.w * w1w3;
+                w1 += o4;
+                var w2 = ((ky * 3u + 2u) * IN_C + c4 * 4u) * o4 + b;
+                let x2w0 = weight(w2 + 0u); let x2w1 = weight(w2 + 1u); let x2w2 = weight(w2 + 2u); let x2w3 = weight(w2 + 3u);
+                a0 += xb.x * x2w0; a1 += xb.x * x2w1; a2 += xb.x * x2w2; a3 += xb.x * x2w3;
+                b0 += xc.x * x2w0; b1 += xc.x * x2w1; b2 += xc.x * x2w2; b3 += xc.x * x2w3;
+                c0 += xd.x * x2w0; c1 += xd.x * x2w1; c2 += xd.x * x2w2; c3 += xd.x * x2w3;
+                d0 += xe.x * x2w0; d1 += xe.x * x2w1; d2 += xe.x * x2w2; d3 += xe.x * x2w3;
+                e0 += xf.x * x2w0; e1 += xf.x * x2w1; e2 += xf.x * x2w2; e3 += xf.x * x2w3;
+                f0 += xg.x * x2w0; f1 += xg.x * x2w1; f2 += xg.x * x2w2; f3 += xg.x * x2w3;
+                g0 += xh.x * x2w0; g1 += xh.x * x2w1; g2 += xh.x * x2w2; g3 += xh.x * x2w3;
+                h0 += xr.x * x2w0; h1 += xr.x * x2w1; h2 += xr.x * x2w2; h3 += xr.x * x2w3;
+                w2 += o4;
+                let y2w0 = weight(w2 + 0u); let y2w1 = weight(w2 + 1u); let y2w2 = weight(w2 + 2u); let y2w3 = weight(w2 + 3u);
+                a0 += xb.y * y2w0; a1 += xb.y * y2w1; a2 += xb.y * y2w2; a3 += xb.y * y2w3;
+                b0 += xc.y * y2w0; b1 += xc.y * y2w1; b2 += xc.y * y2w2; b3 += xc.y * y2w3;
+                c0 += xd.y * y2w0; c1 += xd.y * y2w1; c2 += xd.y * y2w2; c3 += xd.y * y2w3;
+                d0 += xe.y * y2w0; d1 += xe.y * y2w1; d2 += xe.y * y2w2; d3 += xe.y * y2w3;
+                e0 += xf.y * y2w0; e1 += xf.y * y2w1; e2 += xf.y * y2w2; e3 += xf.y * y2w3;
+                f0 += xg.y * y2w0; f1 += xg.y * y2w1; f2 += xg.y * y2w2; f3 += xg.y * y2w3;
+                g0 += xh.y * y2w0; g1 += xh.y * y2w1; g2 += xh.y * y2w2; g3 += xh.y * y2w3;
+                h0 += xr.y * y2w0; h1 += xr.y * y2w1; h2 += xr.y * y2w2; h3 += xr.y * y2w3;
+                w2 += o4;
+                let z2w0 = weight(w2 + 0u); let z2w1 = weight(w2 + 1u); let z2w2 = weight(w2 + 2u); let z2w3 = weight(w2 + 3u);
+                a0 += xb.z * z2w0; a1 += xb.z * z2w1; a2 += xb.z * z2w2; a3 += xb.z * z2w3;
+                b0 += xc.z * z2w0; b1 += xc.z * z2w1; b2 += xc.z * z2w2; b3 += xc.z * z2w3;
+                c0 += xd.z * z2w0; c1 += xd.z * z2w1; c2 += xd.z * z2w2; c3 += xd.z * z2w3;
+                d0 += xe.z * z2w0; d1 += xe.z * z2w1; d2 += xe.z * z2w2; d3 += xe.z * z2w3;
+                e0 += xf.z * z2w0; e1 += xf.z * z2w1; e2 += xf.z * z2w2; e3 += xf.z * z2w3;
+                f0 += xg.z * z2w0; f1 += xg.z * z2w1; f2 += xg.z * z2w2; f3 += xg.z * z2w3;
+                g0 += xh.z * z2w0; g1 += xh.z * z2w1; g2 += xh.z * z2w2; g3 += xh.z * z2w3;
+                h0 += xr.z * z2w0; h1 += xr.z * z2w1; h2 += xr.z * z2w2; h3 += xr.z * z2w3;
+                w2 += o4;
+                let w2w0 = weight(w2 + 0u); let w2w1 = weight(w2 + 1u); let w2w2 = weight(w2 + 2u); let w2w3 = weight(w2 + 3u);
+                a0 += xb.w * w2w0; a1 += xb.w * w2w1; a2 += xb.w * w2w2; a3 += xb.w * w2w3;
+                b0 += xc.w * w2w0; b1 += xc.w * w2w1; b2 += xc.w * w2w2; b3 += xc.w * w2w3;
+                c0 += xd.w * w2w0; c1 += xd.w * w2w1; c2 += xd.w * w2w2; c3 += xd.w * w2w3;
+                d0 += xe.w * w2w0; d1 += xe.w * w2w1; d2 += xe.w * w2w2; d3 += xe.w * w2w3;
+                e0 += xf.w * w2w0; e1 += xf.w * w2w1; e2 += xf.w * w2w2; e3 += xf.w * w2w3;
+                f0 += xg.w * w2w0; f1 += xg.w * w2w1; f2 += xg.w * w2w2; f3 += xg.w * w2w3;
+                g0 += xh.w * w2w0; g1 += xh.w * w2w1; g2 += xh.w * w2w2; g3 += xh.w * w2w3;
+                h0 += xr.w * w2w0; h1 += xr.w * w2w1; h2 += xr.w * w2w2; h3 += xr.w * w2w3;
+                w2 += o4;
+            }
+        }
+    } else {
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
+            if (iy < 0 || iy >= i32(IN_H)) {
+                continue;
+            }
+            let row = (n * IN_H + u32(iy)) * IN_W;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
+                let s = i32(SW);
+                // A pixel whose tap falls outside the input (or past OUT_W) reads zeros.
+                let in_a = ix >= 0 && ix < i32(IN_W);
+                let in_b = ix + 1 * s >= 0 && ix + 1 * s < i32(IN_W) && ox + 1u < OUT_W;
+                let in_c = ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
+                let in_d = ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
+                let in_e = ix + 4 * s >= 0 && ix + 4 * s < i32(IN_W) && ox + 4u < OUT_W;
+                let in_f = ix + 5 * s >= 0 && ix + 5 * s < i32(IN_W) && ox + 5u < OUT_W;
+                let in_g = ix + 6 * s >= 0 && ix + 6 * s < i32(IN_W) && ox + 6u < OUT_W;
+                let in_h = ix + 7 * s >= 0 && ix + 7 * s < i32(IN_W) && ox + 7u < OUT_W;
+                var w = (ky * KW + kx) * IN_C * o4 + b;
+                for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                    let xa = input4(row + u32(ix), c4, in_a);
+                    let xb = input4(row + u32(ix + 1 * s), c4, in_b);
+                    let xc = input4(row + u32(ix + 2 * s), c4, in_c);
+                    let xd = input4(row + u32(ix + 3 * s), c4, in_d);
+                    let xe = input4(row + u32(ix + 4 * s), c4, in_e);
+                    let xf = input4(row + u32(ix + 5 * s), c4, in_f);
+                    let xg = input4(row + u32(ix + 6 * s), c4, in_g);
+                    let xh = input4(row + u32(ix + 7 * s), c4, in_h);
+                    // input channel 4 * c4 + 0
+                    let xw0 = weight(w + 0u); let xw1 = weight(w + 1u); let xw2 = weight(w + 2u); let xw3 = weight(w + 3u);
+                    a0 += xa.x * xw0; a1 += xa.x * xw1; a2 += xa.x * xw2; a3 += xa.x * xw3;
+                    b0 += xb.x * xw0; b1 += xb.x * xw1; b2 += xb.x * xw2; b3 += xb.x * xw3;
+                    c0 += xc.x * xw0; c1 += xc.x * xw1; c2 += xc.x * xw2; c3 += xc.x * xw3;
+                    d0 += xd.x * xw0; d1 += xd.x * xw1; d2 += xd.x * xw2; d3 += xd.x * xw3;
+                    e0 += xe.x * xw0; e1 += xe.x * xw1; e2 += xe.x * xw2; e3 += xe.x * xw3;
+                    f0 += xf.x * xw0; f1 += xf.x * xw1; f2 += xf.x * xw2; f3 += xf.x * xw3;
+                    g0 += xg.x * xw0; g1 += xg.x * xw1; g2 += xg.x * xw2; g3 += xg.x * xw3;
+                    h0 += xh.x * xw0; h1 += xh.x * xw1; h2 += xh.x * xw2; h3 += xh.x * xw3;
+                    w += o4;
+                    // input channel 4 * c4 + 1
+                    let yw0 = weight(w + 0u); let yw1 = weight(w + 1u); let yw2 = weight(w + 2u); let yw3 = weight(w + 3u);
+                    a0 += xa.y * yw0; a1 += xa.y * yw1; a2 += xa.y * yw2; a3 += xa.y * yw3;
+                    b0 += xb.y * yw0; b1 += xb.y * yw1; b2 += xb.y * yw2; b3 += xb.y * yw3;
+                    c0 += xc.y * yw0; c1 += xc.y * yw1; c2 += xc.y * yw2; c3 += xc.y * yw3;
+                    d0 += xd.y * yw0; d1 += xd.y * yw1; d2 += xd.y * yw2; d3 += xd.y * yw3;
+                    e0 += xe.y * yw0; e1 += xe.y * yw1; e2 += xe.y * yw2; e3 += xe.y * yw3;
+                    f0 += xf.y * yw0; f1 += xf.y * yw1; f2 += xf.y * yw2; f3 += xf.y * yw3;
+                    g0 += xg.y * yw0; g1 += xg.y * yw1; g2 += xg.y * yw2; g3 += xg.y * yw3;
+                    h0 += xh.y * yw0; h1 += xh.y * yw1; h2 += xh.y * yw2; h3 += xh.y * yw3;
+                    w += o4;
+                    // input channel 4 * c4 + 2
+                    let zw0 = weight(w + 0u); let zw1 = weight(w + 1u); let zw2 = weight(w + 2u); let zw3 = weight(w + 3u);
+                    a0 += xa.z * zw0; a1 += xa.z * zw1; a2 += xa.z * zw2; a3 += xa.z * zw3;
+                    b0 += xb.z * zw0; b1 += xb.z * zw1; b2 += xb.z * zw2; b3 += xb.z * zw3;
+                    c0 += xc.z * zw0; c1 += xc.z * zw1; c2 += xc.z * zw2; c3 += xc.z * zw3;
+                    d0 += xd.z * zw0; d1 += xd.z * zw1; d2 += xd.z * zw2; d3 += xd.z * zw3;
+                    e0 += xe.z * zw0; e1 += xe.z * zw1; e2 += xe.z * zw2; e3 += xe.z * zw3;
+                    f0 += xf.z * zw0; f1 += xf.z * zw1; f2 += xf.z * zw2; f3 += xf.z * zw3;
+                    g0 += xg.z * zw0; g1 += xg.z * zw1; g2 += xg.z * zw2; g3 += xg.z * zw3;
+                    h0 += xh.z * zw0; h1 += xh.z * zw1; h2 += xh.z * zw2; h3 += xh.z * zw3;
+                    w += o4;
+                    // input channel 4 * c4 + 3
+                    let ww0 = weight(w + 0u); let ww1 = weight(w + 1u); let ww2 = weight(w + 2u); let ww3 = weight(w + 3u);
+                    a0 += xa.w * ww0; a1 += xa.w * ww1; a2 += xa.w * ww2; a3 += xa.w * ww3;
+                    b0 += xb.w * ww0; b1 += xb.w * ww1; b2 += xb.w * ww2; b3 += xb.w * ww3;
+                    c0 += xc.w * ww0; c1 += xc.w * ww1; c2 += xc.w * ww2; c3 += xc.w * ww3;
+                    d0 += xd.w * ww0; d1 += xd.w * ww1; d2 += xd.w * ww2; d3 += xd.w * ww3;
+                    e0 += xe.w * ww0; e1 += xe.w * ww1; e2 += xe.w * ww2; e3 += xe.w * ww3;
+                    f0 += xf.w * ww0; f1 += xf.w * ww1; f2 += xf.w * ww2; f3 += xf.w * ww3;
+                    g0 += xg.w * ww0; g1 += xg.w * ww1; g2 += xg.w * ww2; g3 += xg.w * ww3;
+                    h0 += xh.w * ww0; h1 += xh.w * ww1; h2 += xh.w * ww2; h3 += xh.w * ww3;
+                    w += o4;
+                }
             }
         }
     }
