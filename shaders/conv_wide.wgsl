@@ -7,7 +7,8 @@
 // padded 1 left read each input row once for all three kx taps (10 pixel
 // loads per 4 input channels instead of 24) and so sum per kernel row 4
 // input channels at a time over the taps, as conv_subgroup.wgsl does: within
-// ~1e-6 relative of the CPU's order. Other convs sum in conv.wgsl's order.
+// ~1e-6 relative of the CPU's order; 3x3 stride-2 convs padded 0 left read
+// each row once too (17 loads instead of 24). Others sum in conv.wgsl's order.
 
 @compute @workgroup_size(WG)
 fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
@@ -176,6 +177,160 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xg.w * w2w0; f1 += xg.w * w2w1; f2 += xg.w * w2w2; f3 += xg.w * w2w3;
                 g0 += xh.w * w2w0; g1 += xh.w * w2w1; g2 += xh.w * w2w2; g3 += xh.w * w2w3;
                 h0 += xr.w * w2w0; h1 += xr.w * w2w1; h2 += xr.w * w2w2; h3 += xr.w * w2w3;
+                w2 += o4;
+            }
+        }
+    } else if (KW == 3u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
+        // 3x3 stride-2 convs padded 0 left (TF 'same' on an even width): the
+        // three kx taps of a row read columns 2 * ox .. 2 * ox + 16; load those
+        // 17 once per 4 input channels instead of 24.
+        for (var ky = 0u; ky < 3u; ky++) {
+            let iy = i32(oy * 2u + ky) - i32(PAD_TOP);
+            if (iy < 0 || iy >= i32(IN_H)) {
+                continue;
+            }
+            let ix = 2u * ox;
+            let row = (n * IN_H + u32(iy)) * IN_W + ix;
+            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                let s0 = input4(row + 0u, c4, true);
+                let s1 = input4(row + 1u, c4, ix + 1u < IN_W);
+                let s2 = input4(row + 2u, c4, ix + 2u < IN_W);
+                let s3 = input4(row + 3u, c4, ix + 3u < IN_W);
+                let s4 = input4(row + 4u, c4, ix + 4u < IN_W);
+                let s5 = input4(row + 5u, c4, ix + 5u < IN_W);
+                let s6 = input4(row + 6u, c4, ix + 6u < IN_W);
+                let s7 = input4(row + 7u, c4, ix + 7u < IN_W);
+                let s8 = input4(row + 8u, c4, ix + 8u < IN_W);
+                let s9 = input4(row + 9u, c4, ix + 9u < IN_W);
+                let s10 = input4(row + 10u, c4, ix + 10u < IN_W);
+                let s11 = input4(row + 11u, c4, ix + 11u < IN_W);
+                let s12 = input4(row + 12u, c4, ix + 12u < IN_W);
+                let s13 = input4(row + 13u, c4, ix + 13u < IN_W);
+                let s14 = input4(row + 14u, c4, ix + 14u < IN_W);
+                let s15 = input4(row + 15u, c4, ix + 15u < IN_W);
+                let s16 = input4(row + 16u, c4, ix + 16u < IN_W);
+                var w0 = ((ky * 3u + 0u) * IN_C + c4 * 4u) * o4 + b;
+                let x0w0 = weight(w0 + 0u); let x0w1 = weight(w0 + 1u); let x0w2 = weight(w0 + 2u); let x0w3 = weight(w0 + 3u);
+                a0 += s0.x * x0w0; a1 += s0.x * x0w1; a2 += s0.x * x0w2; a3 += s0.x * x0w3;
+                b0 += s2.x * x0w0; b1 += s2.x * x0w1; b2 += s2.x * x0w2; b3 += s2.x * x0w3;
+                c0 += s4.x * x0w0; c1 += s4.x * x0w1; c2 += s4.x * x0w2; c3 += s4.x * x0w3;
+                d0 += s6.x * x0w0; d1 += s6.x * x0w1; d2 += s6.x * x0w2; d3 += s6.x * x0w3;
+                e0 += s8.x * x0w0; e1 += s8.x * x0w1; e2 += s8.x * x0w2; e3 += s8.x * x0w3;
+                f0 += s10.x * x0w0; f1 += s10.x * x0w1; f2 += s10.x * x0w2; f3 += s10.x * x0w3;
+                g0 += s12.x * x0w0; g1 += s12.x * x0w1; g2 += s12.x * x0w2; g3 += s12.x * x0w3;
+                h0 += s14.x * x0w0; h1 += s14.x * x0w1; h2 += s14.x * x0w2; h3 += s14.x * x0w3;
+                w0 += o4;
+                let y0w0 = weight(w0 + 0u); let y0w1 = weight(w0 + 1u); let y0w2 = weight(w0 + 2u); let y0w3 = weight(w0 + 3u);
+                a0 += s0.y * y0w0; a1 += s0.y * y0w1; a2 += s0.y * y0w2; a3 += s0.y * y0w3;
+                b0 += s2.y * y0w0; b1 += s2.y * y0w1; b2 += s2.y * y0w2; b3 += s2.y * y0w3;
+                c0 += s4.y * y0w0; c1 += s4.y * y0w1; c2 += s4.y * y0w2; c3 += s4.y * y0w3;
+                d0 += s6.y * y0w0; d1 += s6.y * y0w1; d2 += s6.y * y0w2; d3 += s6.y * y0w3;
+                e0 += s8.y * y0w0; e1 += s8.y * y0w1; e2 += s8.y * y0w2; e3 += s8.y * y0w3;
+                f0 += s10.y * y0w0; f1 += s10.y * y0w1; f2 += s10.y * y0w2; f3 += s10.y * y0w3;
+                g0 += s12.y * y0w0; g1 += s12.y * y0w1; g2 += s12.y * y0w2; g3 += s12.y * y0w3;
+                h0 += s14.y * y0w0; h1 += s14.y * y0w1; h2 += s14.y * y0w2; h3 += s14.y * y0w3;
+                w0 += o4;
+                let z0w0 = weight(w0 + 0u); let z0w1 = weight(w0 + 1u); let z0w2 = weight(w0 + 2u); let z0w3 = weight(w0 + 3u);
+                a0 += s0.z * z0w0; a1 += s0.z * z0w1; a2 += s0.z * z0w2; a3 += s0.z * z0w3;
+                b0 += s2.z * z0w0; b1 += s2.z * z0w1; b2 += s2.z * z0w2; b3 += s2.z * z0w3;
+                c0 += s4.z * z0w0; c1 += s4.z * z0w1; c2 += s4.z * z0w2; c3 += s4.z * z0w3;
+                d0 += s6.z * z0w0; d1 += s6.z * z0w1; d2 += s6.z * z0w2; d3 += s6.z * z0w3;
+                e0 += s8.z * z0w0; e1 += s8.z * z0w1; e2 += s8.z * z0w2; e3 += s8.z * z0w3;
+                f0 += s10.z * z0w0; f1 += s10.z * z0w1; f2 += s10.z * z0w2; f3 += s10.z * z0w3;
+                g0 += s12.z * z0w0; g1 += s12.z * z0w1; g2 += s12.z * z0w2; g3 += s12.z * z0w3;
+                h0 += s14.z * z0w0; h1 += s14.z * z0w1; h2 += s14.z * z0w2; h3 += s14.z * z0w3;
+                w0 += o4;
+                let w0w0 = weight(w0 + 0u); let w0w1 = weight(w0 + 1u); let w0w2 = weight(w0 + 2u); let w0w3 = weight(w0 + 3u);
+                a0 += s0.w * w0w0; a1 += s0.w * w0w1; a2 += s0.w * w0w2; a3 += s0.w * w0w3;
+                b0 += s2.w * w0w0; b1 += s2.w * w0w1; b2 += s2.w * w0w2; b3 += s2.w * w0w3;
+                c0 += s4.w * w0w0; c1 += s4.w * w0w1; c2 += s4.w * w0w2; c3 += s4.w * w0w3;
+                d0 += s6.w * w0w0; d1 += s6.w * w0w1; d2 += s6.w * w0w2; d3 += s6.w * w0w3;
+                e0 += s8.w * w0w0; e1 += s8.w * w0w1; e2 += s8.w * w0w2; e3 += s8.w * w0w3;
+                f0 += s10.w * w0w0; f1 += s10.w * w0w1; f2 += s10.w * w0w2; f3 += s10.w * w0w3;
+                g0 += s12.w * w0w0; g1 += s12.w * w0w1; g2 += s12.w * w0w2; g3 += s12.w * w0w3;
+                h0 += s14.w * w0w0; h1 += s14.w * w0w1; h2 += s14.w * w0w2; h3 += s14.w * w0w3;
+                w0 += o4;
+                var w1 = ((ky * 3u + 1u) * IN_C + c4 * 4u) * o4 + b;
+                let x1w0 = weight(w1 + 0u); let x1w1 = weight(w1 + 1u); let x1w2 = weight(w1 + 2u); let x1w3 = weight(w1 + 3u);
+                a0 += s1.x * x1w0; a1 += s1.x * x1w1; a2 += s1.x * x1w2; a3 += s1.x * x1w3;
+                b0 += s3.x * x1w0; b1 += s3.x * x1w1; b2 += s3.x * x1w2; b3 += s3.x * x1w3;
+                c0 += s5.x * x1w0; c1 += s5.x * x1w1; c2 += s5.x * x1w2; c3 += s5.x * x1w3;
+                d0 += s7.x * x1w0; d1 += s7.x * x1w1; d2 += s7.x * x1w2; d3 += s7.x * x1w3;
+                e0 += s9.x * x1w0; e1 += s9.x * x1w1; e2 += s9.x * x1w2; e3 += s9.x * x1w3;
+                f0 += s11.x * x1w0; f1 += s11.x * x1w1; f2 += s11.x * x1w2; f3 += s11.x * x1w3;
+                g0 += s13.x * x1w0; g1 += s13.x * x1w1; g2 += s13.x * x1w2; g3 += s13.x * x1w3;
+                h0 += s15.x * x1w0; h1 += s15.x * x1w1; h2 += s15.x * x1w2; h3 += s15.x * x1w3;
+                w1 += o4;
+                let y1w0 = weight(w1 + 0u); let y1w1 = weight(w1 + 1u); let y1w2 = weight(w1 + 2u); let y1w3 = weight(w1 + 3u);
+                a0 += s1.y * y1w0; a1 += s1.y * y1w1; a2 += s1.y * y1w2; a3 += s1.y * y1w3;
+                b0 += s3.y * y1w0; b1 += s3.y * y1w1; b2 += s3.y * y1w2; b3 += s3.y * y1w3;
+                c0 += s5.y * y1w0; c1 += s5.y * y1w1; c2 += s5.y * y1w2; c3 += s5.y * y1w3;
+                d0 += s7.y * y1w0; d1 += s7.y * y1w1; d2 += s7.y * y1w2; d3 += s7.y * y1w3;
+                e0 += s9.y * y1w0; e1 += s9.y * y1w1; e2 += s9.y * y1w2; e3 += s9.y * y1w3;
+                f0 += s11.y * y1w0; f1 += s11.y * y1w1; f2 += s11.y * y1w2; f3 += s11.y * y1w3;
+                g0 += s13.y * y1w0; g1 += s13.y * y1w1; g2 += s13.y * y1w2; g3 += s13.y * y1w3;
+                h0 += s15.y * y1w0; h1 += s15.y * y1w1; h2 += s15.y * y1w2; h3 += s15.y * y1w3;
+                w1 += o4;
+                let z1w0 = weight(w1 + 0u); let z1w1 = weight(w1 + 1u); let z1w2 = weight(w1 + 2u); let z1w3 = weight(w1 + 3u);
+                a0 += s1.z * z1w0; a1 += s1.z * z1w1; a2 += s1.z * z1w2; a3 += s1.z * z1w3;
+                b0 += s3.z * z1w0; b1 += s3.z * z1w1; b2 += s3.z * z1w2; b3 += s3.z * z1w3;
+                c0 += s5.z * z1w0; c1 += s5.z * z1w1; c2 += s5.z * z1w2; c3 += s5.z * z1w3;
+                d0 += s7.z * z1w0; d1 += s7.z * z1w1; d2 += s7.z * z1w2; d3 += s7.z * z1w3;
+                e0 += s9.z * z1w0; e1 += s9.z * z1w1; e2 += s9.z * z1w2; e3 += s9.z * z1w3;
+                f0 += s11.z * z1w0; f1 += s11.z * z1w1; f2 += s11.z * z1w2; f3 += s11.z * z1w3;
+                g0 += s13.z * z1w0; g1 += s13.z * z1w1; g2 += s13.z * z1w2; g3 += s13.z * z1w3;
+                h0 += s15.z * z1w0; h1 += s15.z * z1w1; h2 += s15.z * z1w2; h3 += s15.z * z1w3;
+                w1 += o4;
+                let w1w0 = weight(w1 + 0u); let w1w1 = weight(w1 + 1u); let w1w2 = weight(w1 + 2u); let w1w3 = weight(w1 + 3u);
+                a0 += s1.w * w1w0; a1 += s1.w * w1w1; a2 += s1.w * w1w2; a3 += s1.w * w1w3;
+                b0 += s3.w * w1w0; b1 += s3.w * w1w1; b2 += s3.w * w1w2; b3 += s3.w * w1w3;
+                c0 += s5.w * w1w0; c1 += s5.w * w1w1; c2 += s5.w * w1w2; c3 += s5.w * w1w3;
+                d0 += s7.w * w1w0; d1 += s7.w * w1w1; d2 += s7.w * w1w2; d3 += s7.w * w1w3;
+                e0 += s9.w * w1w0; e1 += s9.w * w1w1; e2 += s9.w * w1w2; e3 += s9.w * w1w3;
+                f0 += s11.w * w1w0; f1 += s11.w * w1w1; f2 += s11.w * w1w2; f3 += s11.w * w1w3;
+                g0 += s13.w * w1w0; g1 += s13.w * w1w1; g2 += s13.w * w1w2; g3 += s13.w * w1w3;
+                h0 += s15.w * w1w0; h1 += s15.w * w1w1; h2 += s15.w * w1w2; h3 += s15.w * w1w3;
+                w1 += o4;
+                var w2 = ((ky * 3u + 2u) * IN_C + c4 * 4u) * o4 + b;
+                let x2w0 = weight(w2 + 0u); let x2w1 = weight(w2 + 1u); let x2w2 = weight(w2 + 2u); let x2w3 = weight(w2 + 3u);
+                a0 += s2.x * x2w0; a1 += s2.x * x2w1; a2 += s2.x * x2w2; a3 += s2.x * x2w3;
+                b0 += s4.x * x2w0; b1 += s4.x * x2w1; b2 += s4.x * x2w2; b3 += s4.x * x2w3;
+                c0 += s6.x * x2w0; c1 += s6.x * x2w1; c2 += s6.x * x2w2; c3 += s6.x * x2w3;
+                d0 += s8.x * x2w0; d1 += s8.x * x2w1; d2 += s8.x * x2w2; d3 += s8.x * x2w3;
+                e0 += s10.x * x2w0; e1 += s10.x * x2w1; e2 += s10.x * x2w2; e3 += s10.x * x2w3;
+                f0 += s12.x * x2w0; f1 += s12.x * x2w1; f2 += s12.x * x2w2; f3 += s12.x * x2w3;
+                g0 += s14.x * x2w0; g1 += s14.x * x2w1; g2 += s14.x * x2w2; g3 += s14.x * x2w3;
+                h0 += s16.x * x2w0; h1 += s16.x * x2w1; h2 += s16.x * x2w2; h3 += s16.x * x2w3;
+                w2 += o4;
+                let y2w0 = weight(w2 + 0u); let y2w1 = weight(w2 + 1u); let y2w2 = weight(w2 + 2u); let y2w3 = weight(w2 + 3u);
+                a0 += s2.y * y2w0; a1 += s2.y * y2w1; a2 += s2.y * y2w2; a3 += s2.y * y2w3;
+                b0 += s4.y * y2w0; b1 += s4.y * y2w1; b2 += s4.y * y2w2; b3 += s4.y * y2w3;
+                c0 += s6.y * y2w0; c1 += s6.y * y2w1; c2 += s6.y * y2w2; c3 += s6.y * y2w3;
+                d0 += s8.y * y2w0; d1 += s8.y * y2w1; d2 += s8.y * y2w2; d3 += s8.y * y2w3;
+                e0 += s10.y * y2w0; e1 += s10.y * y2w1; e2 += s10.y * y2w2; e3 += s10.y * y2w3;
+                f0 += s12.y * y2w0; f1 += s12.y * y2w1; f2 += s12.y * y2w2; f3 += s12.y * y2w3;
+                g0 += s14.y * y2w0; g1 += s14.y * y2w1; g2 += s14.y * y2w2; g3 += s14.y * y2w3;
+                h0 += s16.y * y2w0; h1 += s16.y * y2w1; h2 += s16.y * y2w2; h3 += s16.y * y2w3;
+                w2 += o4;
+                let z2w0 = weight(w2 + 0u); let z2w1 = weight(w2 + 1u); let z2w2 = weight(w2 + 2u); let z2w3 = weight(w2 + 3u);
+                a0 += s2.z * z2w0; a1 += s2.z * z2w1; a2 += s2.z * z2w2; a3 += s2.z * z2w3;
+                b0 += s4.z * z2w0; b1 += s4.z * z2w1; b2 += s4.z * z2w2; b3 += s4.z * z2w3;
+                c0 += s6.z * z2w0; c1 += s6.z * z2w1; c2 += s6.z * z2w2; c3 += s6.z * z2w3;
+                d0 += s8.z * z2w0; d1 += s8.z * z2w1; d2 += s8.z * z2w2; d3 += s8.z * z2w3;
+                e0 += s10.z * z2w0; e1 += s10.z * z2w1; e2 += s10.z * z2w2; e3 += s10.z * z2w3;
+                f0 += s12.z * z2w0; f1 += s12.z * z2w1; f2 += s12.z * z2w2; f3 += s12.z * z2w3;
+                g0 += s14.z * z2w0; g1 += s14.z * z2w1; g2 += s14.z * z2w2; g3 += s14.z * z2w3;
+                h0 += s16.z * z2w0; h1 += s16.z * z2w1; h2 += s16.z * z2w2; h3 += s16.z * z2w3;
+                w2 += o4;
+                let w2w0 = weight(w2 + 0u); let w2w1 = weight(w2 + 1u); let w2w2 = weight(w2 + 2u); let w2w3 = weight(w2 + 3u);
+                a0 += s2.w * w2w0; a1 += s2.w * w2w1; a2 += s2.w * w2w2; a3 += s2.w * w2w3;
+                b0 += s4.w * w2w0; b1 += s4.w * w2w1; b2 += s4.w * w2w2; b3 += s4.w * w2w3;
+                c0 += s6.w * w2w0; c1 += s6.w * w2w1; c2 += s6.w * w2w2; c3 += s6.w * w2w3;
+                d0 += s8.w * w2w0; d1 += s8.w * w2w1; d2 += s8.w * w2w2; d3 += s8.w * w2w3;
+                e0 += s10.w * w2w0; e1 += s10.w * w2w1; e2 += s10.w * w2w2; e3 += s10.w * w2w3;
+                f0 += s12.w * w2w0; f1 += s12.w * w2w1; f2 += s12.w * w2w2; f3 += s12.w * w2w3;
+                g0 += s14.w * w2w0; g1 += s14.w * w2w1; g2 += s14.w * w2w2; g3 += s14.w * w2w3;
+                h0 += s16.w * w2w0; h1 += s16.w * w2w1; h2 += s16.w * w2w2; h3 += s16.w * w2w3;
                 w2 += o4;
             }
         }
