@@ -50,7 +50,9 @@ fn head(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     workgroupBarrier();
     var m = logits[0];
     var total = 0.0;
-    if (ACT == 2u) {
+    // Only invocations that write a class need the row's max and sum (on
+    // SIMD-on-CPU drivers the others then skip the loops as a group).
+    if (ACT == 2u && t < OUT_C) {
         for (var k = 1u; k < OUT_C; k++) {
             m = max(m, logits[k]);
         }
