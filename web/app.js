@@ -236,14 +236,17 @@ async function run() {
     const m = Math.min(batch, n - start);
     setStatus(`running ${start + m}/${n}…`);
     // Per-layer GPU time of the last batch (timestamp queries cost a
-    // readback, so the batches that count for images/s run without them).
-    const last = start + batch >= n;
-    if (last) c.setProfiling(true);
+    // readback, so the batches that count for images/s run without them;
+    // on adapters without timestamp queries every batch counts).
+    const timed = start + batch >= n && c.setProfiling(true);
     const t0 = performance.now();
     const out = await c.classify(state.images.subarray(start * L, (start + m) * L), m);
-    if (!last) gpuMs += performance.now() - t0;
-    else gpuLastMs = performance.now() - t0;
-    if (last) c.setProfiling(false);
+    if (timed) {
+      gpuLastMs = performance.now() - t0;
+      c.setProfiling(false);
+    } else {
+      gpuMs += performance.now() - t0;
+    }
     probs.set(out, start * K);
     const frag = document.createDocumentFragment();
     for (let i = 0; i < m; i++) {
