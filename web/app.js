@@ -232,6 +232,7 @@ async function run() {
   let correct = 0;
   let gpuMs = 0;
   let gpuLastMs = 0;
+  const lastImages = n - Math.floor((n - 1) / batch) * batch;
   for (let start = 0; start < n; start += batch) {
     const m = Math.min(batch, n - start);
     setStatus(`running ${start + m}/${n}…`);
@@ -264,14 +265,14 @@ async function run() {
   $("run").disabled = false;
   setStatus(`done: ${n} images in batches of ${batch}`);
   const layerTimes = JSON.parse(c.layerTimes() || "[]");
-  showLayerTimes(layerTimes, n - Math.floor((n - 1) / batch) * batch);
+  showLayerTimes(layerTimes, lastImages);
   return {
     images: n,
     probs: Array.from(probs),
     labels: state.labels ? Array.from(state.labels.subarray(0, n)) : null,
     correct: state.labels ? correct : null,
     accuracy: state.labels ? correct / n : null,
-    images_per_sec: imagesPerSec(n, gpuMs, gpuLastMs, n - Math.floor((n - 1) / batch) * batch),
+    images_per_sec: imagesPerSec(n, gpuMs, gpuLastMs, lastImages),
     layer_times: layerTimes,
     kind: c.kind,
     adapter: state.adapterName,

@@ -249,8 +249,6 @@ impl GpuEngine {
         alternative.or(self.steps.get(id)?.as_ref())
     }
 
-    /// Dispatches, activation traffic and kernels per batch, for 8-bit
-    /// pixel inputs (packed where the engine packs them).
     /// Times every dispatch of the batches that follow with timestamp
     /// queries, where the adapter has them; returns whether timing is on.
     pub fn set_profiling(&mut self, on: bool) -> bool {
@@ -263,6 +261,8 @@ impl GpuEngine {
         self.last_times.clone()
     }
 
+    /// Dispatches, activation traffic and kernels per batch, for 8-bit
+    /// pixel inputs (packed where the engine packs them).
     pub fn plan_summary(&self) -> PlanSummary {
         let packed = self.packs_input();
         let g = &self.graph;
