@@ -230,38 +230,53 @@ async function run() {
   $("grid").replaceChildren();
   $("run").disabled = true;
   let correct = 0;
-  let gpuMs = 0;
-  let gpuLastMs = 0;
-  const lastImages = n - Math.floor((n - 1) / batch) * batch;
-  for (let start = 0; start < n; start += batch) {
-    const m = Math.min(batch, n - start);
-    setStatus(`running ${start + m}/${n}…`);
-    // Per-layer GPU time of the last batch (timestamp queries cost a
-    // readback, so the batches that count for images/s run without them;
-    // on adapters without timestamp queries every batch counts).
-    const timed = start + batch >= n && c.setProfiling(true);
-    const t0 = performance.now();
-    const out = await c.classify(state.images.subarray(start * L, (start + m) * L), m);
-    if (timed) {
-      gpuLastMs = performance.now() - t0;
-      c.setProfiling(false);
-    } else {
-      gpuMs += performance.now() - t0;
-    }
-    probs.set(out, start * K);
-    const frag = document.createDocumentFragment();
+  let done = 0;
+  // Results are recorded as batches finish (counters only: drawing a batch's
+  // cards while the next one computes takes the CPU the GPU emulation needs
+  // where there is no GPU); the cards are drawn once the run is over.
+  const record = (m, out) => {
+    probs.set(out, done * K);
     for (let i = 0; i < m; i++) {
       const p = out.subarray(i * K, (i + 1) * K);
-      const label = state.labels ? state.labels[start + i] : null;
+      const label = state.labels ? state.labels[done + i] : null;
       if (label !== null && p.indexOf(Math.max(...p)) === label) correct++;
-      frag.append(card(state.images.subarray((start + i) * L, (start + i + 1) * L), p, label));
     }
-    $("grid").append(frag);
-    $("s-images").textContent = `${start + m}`;
-    if (state.labels) $("s-acc").textContent = `${(100 * correct / (start + m)).toFixed(2)}% (${correct}/${start + m})`;
-    $("s-ips").textContent = imagesPerSec(start + m, gpuMs, gpuLastMs, m).toFixed(1);
-    await new Promise((r) => setTimeout(r, 0)); // let the page paint
+    done += m;
+    $("s-images").textContent = `${done}`;
+    if (state.labels) $("s-acc").textContent = `${(100 * correct / done).toFixed(2)}% (${correct}/${done})`;
+    setStatus(`running: ${done}/${n}…`);
+  };
+  const lastImages = n - Math.floor((n - 1) / batch) * batch;
+  const before = n - lastImages;
+  let ms = 0;
+  let counted = 0;
+  if (before > 0) {
+    const t0 = performance.now();
+    await c.classifyEach(state.images.subarray(0, before * L), batch, record);
+    ms = performance.now() - t0;
+    counted = before;
+    $("s-ips").textContent = (counted / (ms / 1000)).toFixed(1);
   }
+  const timed = c.setProfiling(true);
+  const t0 = performance.now();
+  const out = await c.classify(state.images.subarray(before * L, n * L), lastImages);
+  const lastMs = performance.now() - t0;
+  c.setProfiling(false);
+  record(lastImages, out);
+  if (!timed || counted === 0) {
+    ms += lastMs;
+    counted += lastImages;
+  }
+  const imagesPerSec = counted / (ms / 1000);
+  $("s-ips").textContent = imagesPerSec.toFixed(1);
+  setStatus(`drawing ${n} images…`);
+  await new Promise((r) => setTimeout(r, 0)); // let the page paint the status
+  const frag = document.createDocumentFragment();
+  for (let i = 0; i < n; i++) {
+    const label = state.labels ? state.labels[i] : null;
+    frag.append(card(state.images.subarray(i * L, (i + 1) * L), probs.subarray(i * K, (i + 1) * K), label));
+  }
+  $("grid").append(frag);
   $("run").disabled = false;
   setStatus(`done: ${n} images in batches of ${batch}`);
   const layerTimes = JSON.parse(c.layerTimes() || "[]");
@@ -272,20 +287,13 @@ async function run() {
     labels: state.labels ? Array.from(state.labels.subarray(0, n)) : null,
     correct: state.labels ? correct : null,
     accuracy: state.labels ? correct / n : null,
-    images_per_sec: imagesPerSec(n, gpuMs, gpuLastMs, lastImages),
+    images_per_sec: imagesPerSec,
     layer_times: layerTimes,
     kind: c.kind,
     adapter: state.adapterName,
     kernels: JSON.parse(c.kernels),
     adapter_info: JSON.parse(c.adapter),
   };
-}
-
-// images/s over the batches run without timestamps; the timed last batch
-// counts only when it is the only one.
-function imagesPerSec(done, untimedMs, lastMs, lastImages) {
-  const untimedImages = done - (lastMs > 0 ? lastImages : 0);
-  return untimedImages > 0 ? untimedImages / (untimedMs / 1000) : done / (lastMs / 1000);
 }
 
 // GPU time per layer of the last batch, as `resnet8 bench` prints it.

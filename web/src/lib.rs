@@ -172,6 +172,43 @@ impl Classifier {
             Ok(js_sys::Float32Array::from(&out[0][..]).into())
         })
     }
+
+    /// Classifies `images` (NHWC raw pixel values) in batches of `batch` with two batches in
+    /// flight (batch k + 1 is uploaded and computing while batch k is read
+    /// back and handed over), calling `on_batch(images, probabilities)` for
+    /// each batch in order (an `images × classes` Float32Array, dequantized
+    /// like `classify`'s). Resolves when the last batch has been handed over.
+    #[wasm_bindgen(js_name = classifyEach)]
+    #[allow(clippy::await_holding_refcell_ref)] // as in `classify`
+    pub fn classify_each(&self, images: Vec<f32>, batch: usize, on_batch: js_sys::Function) -> js_sys::Promise {
+        let engine = self.engine.clone();
+        let output_quant = self.output_quant;
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut engine =
+                engine.try_borrow_mut().map_err(|_| JsError::new("classify is already running: await it first"))?;
+            let output = engine.graph().output;
+            let mut failed: Option<JsValue> = None;
+            engine
+                .run_each(&images, batch, &[output], &mut |count, mut out| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    if let Some(q) = output_quant {
+                        out[0].iter_mut().for_each(|v| *v = q.dequantize(*v));
+                    }
+                    let probs = js_sys::Float32Array::from(&out[0][..]);
+                    if let Err(e) = on_batch.call2(&JsValue::NULL, &JsValue::from(count), &probs) {
+                        failed = Some(e);
+                    }
+                })
+                .await
+                .map_err(js_err)?;
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(JsValue::UNDEFINED),
+            }
+        })
+    }
 }
 
 /// What [`Classifier::diff`] is asked to do (JSON from the page).

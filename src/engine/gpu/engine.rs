@@ -389,10 +389,9 @@ impl GpuEngine {
     }
 
     /// Runs `input` in batches of at most `batch` images (and what the
-    /// adapter holds), keeping two batches in flight: batch k + 1 is packed,
-    /// uploaded and submitted before batch k is read back, so the host's
-    /// work and the transfers overlap the GPU's. `progress` hears of each
-    /// finished batch.
+    /// adapter holds), keeping two batches in flight (see [`Self::run_each`]);
+    /// returns the outputs of `nodes` for all images. `progress` hears of
+    /// each finished batch.
     pub async fn run_pipelined(
         &mut self,
         input: &[f32],
@@ -400,6 +399,28 @@ impl GpuEngine {
         nodes: &[NodeId],
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
+        self.run_each(input, batch, nodes, &mut |images, outputs| {
+            append(&mut out, outputs);
+            progress(images);
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Runs `input` in batches of at most `batch` images (and what the
+    /// adapter holds), keeping two batches in flight: batch k + 1 is packed,
+    /// uploaded and submitted before batch k is read back, so the host's
+    /// work and the transfers overlap the GPU's, and so does what `on_batch`
+    /// does with batch k's outputs (its image count and the outputs of
+    /// `nodes`), which it hears of in order.
+    pub async fn run_each(
+        &mut self,
+        input: &[f32],
+        batch: usize,
+        nodes: &[NodeId],
+        on_batch: &mut dyn FnMut(usize, Vec<Vec<f32>>),
+    ) -> Result<()> {
         let image_len: usize = self.graph.input_shape().iter().product();
         check_request(&self.graph, input, input.len() / image_len.max(1), nodes)?;
         self.ctx.check_uncaptured("before the run")?;
@@ -407,23 +428,20 @@ impl GpuEngine {
         let readback_per_image: u64 = nodes.iter().map(|&n| self.graph.nodes[n].size() as u64 * 4).sum::<u64>().max(4);
         let limit = self.max_batch().0.min((self.ctx.limits.max_buffer_size / readback_per_image).max(1) as usize);
         let chunk = batch.clamp(1, limit);
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); nodes.len()];
         let mut in_flight: Option<Pending> = None;
         for part in input.chunks(chunk * image_len) {
             let next = self.submit_chunk(part, part.len() / image_len, nodes).await?;
             if let Some(done) = in_flight.replace(next) {
                 let images = done.batch;
-                append(&mut out, self.finish_chunk(done).await?);
-                progress(images);
+                on_batch(images, self.finish_chunk(done).await?);
             }
         }
         if let Some(done) = in_flight {
             let images = done.batch;
-            append(&mut out, self.finish_chunk(done).await?);
-            progress(images);
+            on_batch(images, self.finish_chunk(done).await?);
         }
         self.ctx.check_uncaptured("running the batch")?;
-        Ok(out)
+        Ok(())
     }
 
     /// Uploads one batch and submits its dispatches and read-back copies.
