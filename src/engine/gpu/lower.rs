@@ -74,8 +74,6 @@ pub enum Grid {
     /// One invocation per 4 consecutive values of the whole batch (int8
     /// kernels writing one packed word each), `per_image` values per image.
     Words { per_image: u64 },
-    /// One workgroup per image.
-    WorkgroupPerImage,
 }
 
 /// How one node runs.
@@ -426,11 +424,7 @@ pub fn lower(
                     ("OUT_C", out_c as f64),
                     ("ACT", act_code(*activation) as f64),
                 ];
-                Lowered {
-                    constants,
-                    buffers,
-                    ..Lowered::plain(Variant::Head, params, bindings, Grid::WorkgroupPerImage)
-                }
+                Lowered { constants, buffers, ..Lowered::plain(Variant::Head, params, bindings, threads(1)) }
             } else {
                 if *activation == Activation::Softmax {
                     return Err(decline(Variant::Dense, "applies linear or ReLU; softmax is its own node".into()));
@@ -660,7 +654,6 @@ impl Lowered {
         let (groups, y) = match self.grid {
             Grid::Invocations { per_image, y } => ((per_image * batch).div_ceil(WORKGROUP_SIZE as u64).max(1), y),
             Grid::Words { per_image } => ((per_image * batch).div_ceil(4).div_ceil(WORKGROUP_SIZE as u64).max(1), 1),
-            Grid::WorkgroupPerImage => (batch.max(1), 1),
         };
         if groups <= max_dim {
             (groups as u32, y, 1)
@@ -674,7 +667,6 @@ impl Lowered {
         match self.grid {
             Grid::Invocations { per_image, .. } => per_image,
             Grid::Words { per_image } => per_image.div_ceil(4),
-            Grid::WorkgroupPerImage => WORKGROUP_SIZE as u64,
         }
     }
 }
@@ -721,7 +713,9 @@ mod tests {
         let g = crate::passes::optimize(&tiny_resnet());
         let l = lower(&g, g.output, None, CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.variant, Variant::Head);
-        assert_eq!(l.workgroups(100, 65535), (100, 1, 1));
-        assert_eq!(l.workgroups(100_000, 65535), (65535, 1, 2));
+        // One invocation per image: 100 images fill 2 workgroups of 64.
+        assert_eq!(l.workgroups(100, 65535), (2, 1, 1));
+        // 100,000 images need 1563 workgroups: 1000 along x, the rest in z.
+        assert_eq!(l.workgroups(100_000, 1000), (1000, 1, 2));
     }
 }
