@@ -223,6 +223,7 @@ function card(image, probs, label) {
 async function run() {
   const c = state.classifier;
   const n = Math.min(Number($("limit").value) || state.count, state.count);
+  if (!(n >= 1)) throw new Error("no images to run: load a dataset or pictures first");
   const batch = Math.max(1, Math.min(Number($("batch").value) || 64, c.maxBatch));
   const L = c.imageLen;
   const K = c.classes;
@@ -411,7 +412,8 @@ async function main() {
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); loadFiles(e.dataTransfer.files); });
-  $("run").addEventListener("click", () => run().catch((e) => setStatus(String(e.message ?? e), true)));
+  $("run").addEventListener("click", () =>
+    run().catch((e) => setStatus(String(e.message ?? e), true)).finally(() => { $("run").disabled = false; }));
   $("diff-run").addEventListener("click", () =>
     runDiff(Number($("diff-images").value) || 8).catch((e) => setStatus(String(e.message ?? e), true)));
   $("diff-download").addEventListener("click", downloadDiff);
