@@ -253,17 +253,16 @@ async function run() {
   let counted = 0;
   if (before > 0) {
     const t0 = performance.now();
-    await c.classifyEach(state.images.subarray(0, before * L), batch, record);
+    await c.classify(state.images.subarray(0, before * L), batch, record);
     ms = performance.now() - t0;
     counted = before;
     $("s-ips").textContent = (counted / (ms / 1000)).toFixed(1);
   }
   const timed = c.setProfiling(true);
   const t0 = performance.now();
-  const out = await c.classify(state.images.subarray(before * L, n * L), lastImages);
+  await c.classify(state.images.subarray(before * L, n * L), lastImages, record);
   const lastMs = performance.now() - t0;
   c.setProfiling(false);
-  record(lastImages, out);
   if (!timed || counted === 0) {
     ms += lastMs;
     counted += lastImages;

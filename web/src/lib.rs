@@ -152,35 +152,18 @@ impl Classifier {
         self.engine.borrow().max_batch().0
     }
 
-    /// Classifies `n` images (NHWC raw pixel values) and resolves to an
-    /// `n × classes` Float32Array of probabilities (an int8 output dequantized,
-    /// `scale × (q − zero point)`, as `resnet8 predict` does).
+    /// Classifies `images` (NHWC raw pixel values) in batches of `batch`
+    /// with two batches in flight (batch k + 1 is uploaded and computing
+    /// while batch k is read back and handed over), calling
+    /// `on_batch(images, probabilities)` for each batch in order: an
+    /// `images × classes` Float32Array (an int8 output dequantized,
+    /// `scale × (q − zero point)`, as `resnet8 predict` does). Resolves when
+    /// the last batch has been handed over; an exception from `on_batch`
+    /// rejects it and no further batch is handed over.
     // The borrow is held across the awaits on purpose: a second call while
     // this one runs is refused by `try_borrow_mut` instead of interleaving.
     #[allow(clippy::await_holding_refcell_ref)]
-    pub fn classify(&self, images: Vec<f32>, n: usize) -> js_sys::Promise {
-        let engine = self.engine.clone();
-        let output_quant = self.output_quant;
-        wasm_bindgen_futures::future_to_promise(async move {
-            let mut engine =
-                engine.try_borrow_mut().map_err(|_| JsError::new("classify is already running: await it first"))?;
-            let output = engine.graph().output;
-            let mut out = engine.run_async(&images, n, &[output]).await.map_err(js_err)?;
-            if let Some(q) = output_quant {
-                out[0].iter_mut().for_each(|v| *v = q.dequantize(*v));
-            }
-            Ok(js_sys::Float32Array::from(&out[0][..]).into())
-        })
-    }
-
-    /// Classifies `images` (NHWC raw pixel values) in batches of `batch` with two batches in
-    /// flight (batch k + 1 is uploaded and computing while batch k is read
-    /// back and handed over), calling `on_batch(images, probabilities)` for
-    /// each batch in order (an `images × classes` Float32Array, dequantized
-    /// like `classify`'s). Resolves when the last batch has been handed over.
-    #[wasm_bindgen(js_name = classifyEach)]
-    #[allow(clippy::await_holding_refcell_ref)] // as in `classify`
-    pub fn classify_each(&self, images: Vec<f32>, batch: usize, on_batch: js_sys::Function) -> js_sys::Promise {
+    pub fn classify(&self, images: Vec<f32>, batch: usize, on_batch: js_sys::Function) -> js_sys::Promise {
         let engine = self.engine.clone();
         let output_quant = self.output_quant;
         wasm_bindgen_futures::future_to_promise(async move {
