@@ -245,6 +245,37 @@ fn batches_beyond_the_binding_limit_are_split() {
 }
 
 #[test]
+fn packed_pixels_of_every_channel_count_match_cpu() {
+    // Whole-byte pixels go up C bytes per pixel back to back, so with 3
+    // channels half the pixels straddle two words; 5×7 images make the
+    // batch end mid-word. Each kernel that reads them, against the CPU.
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    for channels in 1..=4 {
+        let mut b = ModelBuilder::new(seed + channels as u64);
+        let inp = b.input([5, 7, channels]);
+        let x = b.conv(&inp, 8, 3, 1, "same", "relu");
+        let x = b.conv(&x, 8, 3, 2, "same", "relu");
+        let y = b.global_avg_pool(&x);
+        let y = b.dense(&y, 10, "softmax");
+        let path = dir.path().join(format!("c{channels}.h5"));
+        b.write_h5(&path, &y, NameStrings::VarLen);
+        let graph = passes::optimize(&import::load(&path).unwrap().graph);
+        for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup] {
+            let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
+            let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+            let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
+            assert!(e.packs_input(), "{channels} channels are not packed");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 10 * channels as u64);
+            for n in [1, 3] {
+                let images: Vec<f32> = (0..n * 5 * 7 * channels).map(|_| rng.random_range(0..=255u8) as f32).collect();
+                assert_gpu_matches_cpu(&mut e, &images, n, &format!("{channels} channels, {}", variant.name()));
+            }
+        }
+    }
+}
+
+#[test]
 fn one_engine_serves_changing_batch_sizes() {
     // Buffers grow to the largest batch and are shared by the cached plans:
     // smaller, larger and repeated sizes must all give the CPU's numbers.

@@ -45,7 +45,7 @@ pub struct PlanSummary {
     pub dispatches: usize,
     /// Activation bytes every dispatch reads and writes, per image.
     pub activation_bytes_per_image: u64,
-    /// Whether 8-bit pixel inputs go to the GPU packed, 4 bytes per pixel.
+    /// Whether 8-bit pixel inputs go to the GPU as bytes, one per value.
     pub packed_input: bool,
     /// The kernel variant of each dispatched node, in order.
     pub kernels: Vec<(String, &'static str)>,
@@ -163,7 +163,7 @@ impl GpuEngine {
 
     /// The nodes that read the graph input: those whose kernels change when
     /// it is uploaded as packed 8-bit pixels. Empty when the input has more
-    /// than 4 channels (one u32 per pixel holds 4).
+    /// than 4 channels (the input part widens at most 4).
     pub(crate) fn packed_readers(&self) -> Vec<NodeId> {
         let g = &self.graph;
         if g.input_shape().last().is_none_or(|&c| c > 4) {
@@ -269,8 +269,7 @@ impl GpuEngine {
         let stored = |j: NodeId| -> u64 {
             let n = &g.nodes[j];
             if packed && j == g.input {
-                (n.size() / n.shape.last().copied().unwrap_or(1).max(1)) as u64 * 4
-            // one u32 per pixel
+                n.size() as u64 // one byte per value
             } else {
                 n.size() as u64 * self.value_bytes(j)
             }
@@ -446,11 +445,11 @@ impl GpuEngine {
 
     /// Uploads one batch and submits its dispatches and read-back copies.
     async fn submit_chunk(&mut self, input: &[f32], batch: usize, nodes: &[NodeId]) -> Result<Pending> {
-        // Whole pixel values 0..=255 go up as bytes, 4 per pixel (exact:
+        // Whole pixel values 0..=255 go up as bytes, one per channel (exact:
         // the first conv widens them back to the same f32 values).
         let channels = self.graph.input_shape().last().copied().unwrap_or(1);
-        let words = if self.packs_input() { pack_pixels(input, channels) } else { None };
-        let packed = words.is_some();
+        let packed_bytes = if self.packs_input() { pack_pixels(input, channels) } else { None };
+        let packed = packed_bytes.is_some();
         let plan_index = self.ensure_plan(batch, packed);
         let plan = &self.plans[plan_index];
         let (slots, slot_of) = (&self.slots, &self.memory.slot_of);
@@ -458,8 +457,8 @@ impl GpuEngine {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
         let input_slot = &slots[slot_of[self.graph.input]];
-        match &words {
-            Some(words) => self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(words)),
+        match &packed_bytes {
+            Some(bytes) => self.ctx.queue.write_buffer(input_slot, 0, bytes),
             None => match self.caps.precision {
                 Precision::F32 => self.ctx.queue.write_buffer(input_slot, 0, bytemuck::cast_slice(input)),
                 Precision::F16 => {
@@ -794,19 +793,18 @@ fn check_fits_adapter(
     Ok(())
 }
 
-/// `input` as one u32 per pixel (channel k in byte k, `channels` ≤ 4) when
+/// `input` as bytes, one per value, back to back (`channels` ≤ 4 per pixel;
+/// `conv_input_u8.wgsl` reads them), zero-padded to whole 4-byte words, when
 /// every value is a whole number 0..=255, bit for bit (so not -0.0 or NaN);
 /// else `None`. One vectorisable pass to check, one to pack.
-fn pack_pixels(input: &[f32], channels: usize) -> Option<Vec<u32>> {
+fn pack_pixels(input: &[f32], channels: usize) -> Option<Vec<u8>> {
     let bytes = input.iter().fold(true, |ok, &v| ok & ((v as u8 as f32).to_bits() == v.to_bits()));
     if !bytes || channels == 0 || channels > 4 || input.len() % channels != 0 {
         return None;
     }
-    let word = |px: &[f32]| px.iter().enumerate().fold(0u32, |w, (k, &v)| w | (v as u32) << (8 * k));
-    Some(match channels {
-        3 => input.chunks_exact(3).map(|px| (px[0] as u32) | (px[1] as u32) << 8 | (px[2] as u32) << 16).collect(),
-        _ => input.chunks_exact(channels).map(word).collect(),
-    })
+    let mut packed: Vec<u8> = input.iter().map(|&v| v as u8).collect();
+    packed.resize(packed.len().next_multiple_of(4), 0);
+    Some(packed)
 }
 
 /// One submitted batch, waiting to be read back.
@@ -914,12 +912,12 @@ mod tests {
 
     #[test]
     fn only_whole_byte_values_are_packed() {
-        assert_eq!(pack_pixels(&[1.0, 2.0, 255.0, 0.0, 128.0, 7.0], 3), Some(vec![0xff0201, 0x078000]));
-        assert_eq!(pack_pixels(&[1.0, 2.0, 3.0, 4.0], 4), Some(vec![0x04030201]));
-        assert_eq!(pack_pixels(&[1.0, 2.0], 2), Some(vec![0x0201]));
+        assert_eq!(pack_pixels(&[1.0, 2.0, 255.0, 0.0, 128.0, 7.0], 3), Some(vec![1, 2, 255, 0, 128, 7, 0, 0]));
+        assert_eq!(pack_pixels(&[1.0, 2.0, 3.0, 4.0], 4), Some(vec![1, 2, 3, 4]));
+        assert_eq!(pack_pixels(&[1.0, 2.0], 2), Some(vec![1, 2, 0, 0]));
         for bad in [-1.0, 256.0, 0.5, -0.0, f32::NAN, f32::INFINITY] {
             assert_eq!(pack_pixels(&[1.0, bad, 3.0], 3), None, "{bad}");
         }
-        assert_eq!(pack_pixels(&[1.0; 5], 5), None, "5 channels do not fit a u32");
+        assert_eq!(pack_pixels(&[1.0; 5], 5), None, "the shader widens at most 4 channels");
     }
 }

@@ -133,7 +133,7 @@ pub enum Variant {
 pub enum Input {
     /// f32 activations.
     F32,
-    /// The graph's 8-bit pixels, 4 bytes per pixel (specialised convs only).
+    /// The graph's 8-bit pixels, one byte per channel (specialised convs only).
     Packed8,
 }
 

@@ -213,7 +213,9 @@ pub fn lower(
     if packed && in_c > 4 {
         return Err(decline(first, format!("8-bit input packs at most 4 channels per pixel, not {in_c}")));
     }
-    // The channels as stored: packed pixels always have 4; an f16 graph
+    // Bytes per packed pixel: the graph's channels.
+    let pixel_bytes = in_c;
+    // The channels as stored: packed pixels are read as 4; an f16 graph
     // input is padded to a multiple of 4 (see `stored_input_channels`).
     let in_c = if packed {
         4
@@ -344,6 +346,9 @@ pub fn lower(
                         ("RELU", (*activation == Activation::Relu) as u32 as f64),
                         ("RESIDUAL", *residual as u32 as f64),
                     ];
+                    if packed {
+                        constants.push(("PIXEL_BYTES", pixel_bytes as f64));
+                    }
                 }
                 _ => unreachable!("checked above"),
             }
