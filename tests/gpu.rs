@@ -611,6 +611,9 @@ fn bench_and_devices_report_json() {
     }
     assert!(v["images_per_sec"]["median"].as_f64().unwrap() > 0.0);
     assert_eq!(v["kind"], "f32");
+    assert!(v["dispatches_per_batch"].as_u64().unwrap() <= 10, "{v}");
+    // CIFAR pixels go up as bytes: 32×32×3 per image.
+    assert_eq!(v["input_bytes_per_image"], 3072, "{v}");
     // The MLPerf int8 model beside it, in the same run.
     let q = data_dir().join("models/pretrainedResnet_quant.tflite");
     let json = resnet8_ok(&[

@@ -238,7 +238,7 @@ def check(args, port):
     plan = r.get("kernels") or {}
     kernels = sorted({k for _, k in plan.get("kernels", [])})
     print(f"browser kernels: {', '.join(kernels)}; {plan.get('dispatches')} dispatches per batch, "
-          f"8-bit input packed: {plan.get('packed_input')}")
+          f"8-bit input packed: {plan.get('packed_input')} ({plan.get('input_bytes_per_image')} bytes per image)")
     info = r.get("adapter_info") or {}
     print(f"browser adapter: subgroups {info.get('subgroups')} (min size {info.get('subgroup_min_size')}), "
           f"timestamps {info.get('timestamp_query')}, shader-f16 {info.get('shader_f16')}")

@@ -187,6 +187,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let v = json!({
             "dispatches_per_batch": plan.as_ref().map(|p| p.dispatches),
             "activation_bytes_per_image": plan.as_ref().map(|p| p.activation_bytes_per_image),
+            "input_bytes_per_image": plan.as_ref().map(|p| p.input_bytes_per_image),
             "kernels": plan.as_ref().map(|p| &p.kernels),
             "variant_times_ms": variant_times,
             "model": args.model.model.display().to_string(),
@@ -251,10 +252,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(p) = &plan {
         println!(
-            "dispatches per batch: {}; activation bytes moved per image: {} ({:.2} MB)",
+            "dispatches per batch: {}; activation bytes moved per image: {} ({:.2} MB); uploaded per image: {} bytes ({})",
             p.dispatches,
             p.activation_bytes_per_image,
-            p.activation_bytes_per_image as f64 / 1e6
+            p.activation_bytes_per_image as f64 / 1e6,
+            p.input_bytes_per_image,
+            if p.packed_input { "8-bit pixels" } else { "as stored" }
         );
     }
     if let Some(layers) = &variant_times {

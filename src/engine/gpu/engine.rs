@@ -47,6 +47,9 @@ pub struct PlanSummary {
     pub activation_bytes_per_image: u64,
     /// Whether 8-bit pixel inputs go to the GPU as bytes, one per value.
     pub packed_input: bool,
+    /// Bytes uploaded per 8-bit picture: one per value when packed (3,072
+    /// for 32×32 RGB), else the graph input as stored.
+    pub input_bytes_per_image: u64,
     /// The kernel variant of each dispatched node, in order.
     pub kernels: Vec<(String, &'static str)>,
 }
@@ -290,7 +293,13 @@ impl GpuEngine {
             bytes += read.into_iter().map(stored).sum::<u64>() + stored(id);
             kernels.push((node.name.clone(), step.lowered.variant.name()));
         }
-        PlanSummary { dispatches: kernels.len(), activation_bytes_per_image: bytes, packed_input: packed, kernels }
+        PlanSummary {
+            dispatches: kernels.len(),
+            activation_bytes_per_image: bytes,
+            packed_input: packed,
+            input_bytes_per_image: stored(g.input),
+            kernels,
+        }
     }
 
     /// The largest batch one submission can hold on this adapter, and the
