@@ -28,6 +28,19 @@ override PAD_TOP: u32;
 override PAD_LEFT: u32;
 override RELU: bool;
 override RESIDUAL: bool;
+// SHORTCUT: the residual input is the block's input, added through the
+// block's 1×1 projection shortcut (stride SC_SH × SC_SW, unpadded) computed
+// here: the input is SC_H × SC_W × SC_C; the shortcut's weights follow the
+// conv's own in `weight` from vec4 SC_WEIGHT4 on (same row stride), its bias
+// follows the conv's in `bias` from vec4 SC_BIAS4 on. Defaults: no shortcut.
+override SHORTCUT: bool = false;
+override SC_H: u32 = 1u;
+override SC_W: u32 = 1u;
+override SC_C: u32 = 4u;
+override SC_SH: u32 = 1u;
+override SC_SW: u32 = 1u;
+override SC_WEIGHT4: u32 = 0u;
+override SC_BIAS4: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
@@ -36,6 +49,71 @@ override RESIDUAL: bool;
 @group(0) @binding(4) var<storage, read_write> dst: array<vec4<act>>;
 // The block's other input when RESIDUAL (else the input again, unread).
 @group(0) @binding(5) var<storage, read> residual: array<vec4<act>>;
+
+// 4 pixels (a..d) × 16 output channels (4 vec4s), for helpers that return them.
+struct Acc {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>,
+}
+
+// One input channel (its value at pixels a..d) times four weight vec4s.
+fn mac(acc: ptr<function, Acc>, ea: f32, eb: f32, ec: f32, ed: f32,
+       w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
+    (*acc).a0 += ea * w0; (*acc).a1 += ea * w1; (*acc).a2 += ea * w2; (*acc).a3 += ea * w3;
+    (*acc).b0 += eb * w0; (*acc).b1 += eb * w1; (*acc).b2 += eb * w2; (*acc).b3 += eb * w3;
+    (*acc).c0 += ec * w0; (*acc).c1 += ec * w1; (*acc).c2 += ec * w2; (*acc).c3 += ec * w3;
+    (*acc).d0 += ed * w0; (*acc).d1 += ed * w1; (*acc).d2 += ed * w2; (*acc).d3 += ed * w3;
+}
+
+// The shortcut's bias for output vec4s b..b+3 at all four pixels.
+fn shortcut_bias(b: u32) -> Acc {
+    let s0 = bias[SC_BIAS4 + b];
+    let s1 = bias[SC_BIAS4 + b + 1u];
+    let s2 = bias[SC_BIAS4 + b + 2u];
+    let s3 = bias[SC_BIAS4 + b + 3u];
+    return Acc(s0, s1, s2, s3, s0, s1, s2, s3, s0, s1, s2, s3, s0, s1, s2, s3);
+}
+
+// Shortcut input channels c4 of pixel `pixel` (of the SC_H × SC_W input), or
+// zeros for a pixel past the output row.
+fn shortcut_input4(pixel: u32, c4: u32, inside: bool) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(residual[select(0u, pixel * (SC_C / 4u) + c4, inside)]), inside);
+}
+
+// The input pixel the shortcut reads for output pixel (n, oy, ox).
+fn shortcut_pixel(n: u32, oy: u32, ox: u32) -> u32 {
+    return (n * SC_H + oy * SC_SH) * SC_W + ox * SC_SW;
+}
+
+// The shortcut at output pixels ox..ox+3 of row oy of image n, output vec4s
+// b..b+3 (row stride o4), summed as the CPU engine sums a conv: bias, then
+// the input channels in order. Pixels past the row are zero.
+fn shortcut_run(n: u32, oy: u32, ox: u32, b: u32, o4: u32) -> Acc {
+    var acc = shortcut_bias(b);
+    let pa = shortcut_pixel(n, oy, ox);
+    let ia = ox < OUT_W;
+    let ib = ox + 1u < OUT_W;
+    let ic = ox + 2u < OUT_W;
+    let id = ox + 3u < OUT_W;
+    var w = SC_WEIGHT4 + b;
+    for (var c4 = 0u; c4 < SC_C / 4u; c4++) {
+        let xa = shortcut_input4(pa, c4, ia);
+        let xb = shortcut_input4(pa + SC_SW, c4, ib);
+        let xc = shortcut_input4(pa + 2u * SC_SW, c4, ic);
+        let xd = shortcut_input4(pa + 3u * SC_SW, c4, id);
+        mac(&acc, xa.x, xb.x, xc.x, xd.x, weight(w), weight(w + 1u), weight(w + 2u), weight(w + 3u));
+        w += o4;
+        mac(&acc, xa.y, xb.y, xc.y, xd.y, weight(w), weight(w + 1u), weight(w + 2u), weight(w + 3u));
+        w += o4;
+        mac(&acc, xa.z, xb.z, xc.z, xd.z, weight(w), weight(w + 1u), weight(w + 2u), weight(w + 3u));
+        w += o4;
+        mac(&acc, xa.w, xb.w, xc.w, xd.w, weight(w), weight(w + 1u), weight(w + 2u), weight(w + 3u));
+        w += o4;
+    }
+    return acc;
+}
 
 fn finish(index: u32, c: u32, acc: vec4<f32>) {
     if (c >= OUT_C) {
@@ -111,6 +189,14 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
                 }
             }
         }
+    }
+    if (SHORTCUT) {
+        // The shortcut's own sum, then added: the CPU engine's numbers.
+        let s = shortcut_run(n, oy, ox, b, o4);
+        a0 += s.a0; a1 += s.a1; a2 += s.a2; a3 += s.a3;
+        b0 += s.b0; b1 += s.b1; b2 += s.b2; b3 += s.b3;
+        c0 += s.c0; c1 += s.c1; c2 += s.c2; c3 += s.c3;
+        d0 += s.d0; d1 += s.d1; d2 += s.d2; d3 += s.d3;
     }
     let out4 = OUT_C / 4u;
     let c = block * CB;

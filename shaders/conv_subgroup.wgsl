@@ -15,22 +15,6 @@
 // end (no early return, no divergent `continue`), as subgroup operations
 // require.
 
-struct Acc {
-    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
-    b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>, b3: vec4<f32>,
-    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
-    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>,
-}
-
-// One input channel (its value at pixels a..d) times four weight vec4s.
-fn mac(acc: ptr<function, Acc>, ea: f32, eb: f32, ec: f32, ed: f32,
-       w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>) {
-    (*acc).a0 += ea * w0; (*acc).a1 += ea * w1; (*acc).a2 += ea * w2; (*acc).a3 += ea * w3;
-    (*acc).b0 += eb * w0; (*acc).b1 += eb * w1; (*acc).b2 += eb * w2; (*acc).b3 += eb * w3;
-    (*acc).c0 += ec * w0; (*acc).c1 += ec * w1; (*acc).c2 += ec * w2; (*acc).c3 += ec * w3;
-    (*acc).d0 += ed * w0; (*acc).d1 += ed * w1; (*acc).d2 += ed * w2; (*acc).d3 += ed * w3;
-}
-
 // One tap over 4 input channels: x* are those channels at pixels a..d, `w`
 // the index of the first weight vec4 (row stride `o4`).
 fn tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
@@ -126,6 +110,23 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                 }
             }
         }
+    }
+    if (SHORTCUT) {
+        // The shortcut summed on its own (bias, then its input channels in
+        // order, as the CPU does), its weights shared like the conv's.
+        var sc = shortcut_bias(b);
+        let pa = shortcut_pixel(n, oy, ox);
+        for (var c4 = 0u; c4 < SC_C / 4u; c4++) {
+            let xa = shortcut_input4(pa, c4, true);
+            let xb = shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W);
+            let xc = shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W);
+            let xd = shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W);
+            tap(&sc, xa, xb, xc, xd, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane8);
+        }
+        acc.a0 += sc.a0; acc.a1 += sc.a1; acc.a2 += sc.a2; acc.a3 += sc.a3;
+        acc.b0 += sc.b0; acc.b1 += sc.b1; acc.b2 += sc.b2; acc.b3 += sc.b3;
+        acc.c0 += sc.c0; acc.c1 += sc.c1; acc.c2 += sc.c2; acc.c3 += sc.c3;
+        acc.d0 += sc.d0; acc.d1 += sc.d1; acc.d2 += sc.d2; acc.d3 += sc.d3;
     }
     if (!live) {
         return;

@@ -411,6 +411,20 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
             }
         }
     }
+    if (SHORTCUT) {
+        // The shortcut summed on its own, then added (the CPU's numbers):
+        // pixels a..d, then e..h.
+        let s = shortcut_run(n, oy, ox, b, o4);
+        a0 += s.a0; a1 += s.a1; a2 += s.a2; a3 += s.a3;
+        b0 += s.b0; b1 += s.b1; b2 += s.b2; b3 += s.b3;
+        c0 += s.c0; c1 += s.c1; c2 += s.c2; c3 += s.c3;
+        d0 += s.d0; d1 += s.d1; d2 += s.d2; d3 += s.d3;
+        let t = shortcut_run(n, oy, ox + 4u, b, o4);
+        e0 += t.a0; e1 += t.a1; e2 += t.a2; e3 += t.a3;
+        f0 += t.b0; f1 += t.b1; f2 += t.b2; f3 += t.b3;
+        g0 += t.c0; g1 += t.c1; g2 += t.c2; g3 += t.c3;
+        h0 += t.d0; h1 += t.d1; h2 += t.d2; h3 += t.d3;
+    }
     let out4 = OUT_C / 4u;
     let c = block * CB;
     let base = ((n * OUT_H + oy) * OUT_W + ox) * out4 + b;

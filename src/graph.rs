@@ -189,18 +189,30 @@ impl Window {
     }
 }
 
+/// A 1×1 convolution without padding applied to a conv's residual input
+/// before it is added: weight `(1, 1, cin, cout)`, bias `(cout)`.
+#[derive(Clone, Debug)]
+pub struct Shortcut {
+    pub window: Window,
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Op {
     Input,
     /// Weight `(kh, kw, cin, cout)`, bias `(cout)`. With `residual` the node
-    /// has a second input of the output's shape, added before the activation
-    /// (a ResNet block's Add fused into the conv that feeds it).
+    /// has a second input, added before the activation (a ResNet block's Add
+    /// fused into the conv that feeds it): as it is when `shortcut` is
+    /// `None`, else through that 1×1 conv (the block's projection shortcut
+    /// fused in too).
     Conv2d {
         window: Window,
         weight: Tensor,
         bias: Option<Tensor>,
         activation: Activation,
         residual: bool,
+        shortcut: Option<Box<Shortcut>>,
     },
     /// Inference-mode batch normalisation over the last axis.
     BatchNorm {
@@ -261,8 +273,11 @@ impl Op {
     pub fn kind(&self) -> String {
         match self {
             Op::Input => "Input".into(),
-            Op::Conv2d { window, activation, residual, .. } => {
+            Op::Conv2d { window, activation, residual, shortcut, .. } => {
                 let mut s = format!("Conv{}x{}/s{}", window.kernel[0], window.kernel[1], window.strides[0]);
+                if let Some(sc) = shortcut {
+                    s += &format!("+shortcut{}x{}/s{}", sc.window.kernel[0], sc.window.kernel[1], sc.window.strides[0]);
+                }
                 if *residual {
                     s += "+add";
                 }
@@ -298,6 +313,12 @@ impl Op {
                 out.push(("kernel", weight));
                 if let Some(b) = bias {
                     out.push(("bias", b));
+                }
+                if let Op::Conv2d { shortcut: Some(sc), .. } = self {
+                    out.push(("shortcut_kernel", &sc.weight));
+                    if let Some(b) = &sc.bias {
+                        out.push(("shortcut_bias", b));
+                    }
                 }
             }
             Op::BatchNorm { gamma, beta, mean, variance, .. } => {
@@ -339,11 +360,12 @@ impl Node {
     pub fn macs(&self) -> u64 {
         let out: usize = self.size();
         match &self.op {
-            Op::Conv2d { weight, .. } => {
+            Op::Conv2d { weight, shortcut, .. } => {
                 let [kh, kw, cin, _] = weight.shape[..] else {
                     return 0;
                 };
-                (out * kh * kw * cin) as u64
+                let shortcut_cin = shortcut.as_ref().map_or(0, |sc| sc.weight.shape.get(2).copied().unwrap_or(0));
+                (out * (kh * kw * cin + shortcut_cin)) as u64
             }
             Op::Dense { weight, .. } | Op::PoolDense { weight, .. } => weight.len() as u64,
             Op::Quantized(crate::quant::QOp::Conv2d { weight_shape: [kh, kw, cin, _], .. }) => {

@@ -349,7 +349,7 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
                 let q = range_of(i)?;
                 (push(node.name.clone(), Op::Quantized(QOp::Quantize { output: q }), vec![raw], node.layers.clone()), q)
             }
-            Op::Conv2d { window, weight, bias, activation, residual: false } => {
+            Op::Conv2d { window, weight, bias, activation, residual: false, shortcut: None } => {
                 let relu = relu_of(node, *activation)?;
                 let (input, output) = (in_q(0), range_of(i)?);
                 let [kh, kw, cin, cout] = weight.shape[..] else {
@@ -423,7 +423,7 @@ pub fn quantize_graph(graph: &Graph, calibration: &Calibration, options: Options
                 (push(node.name.clone(), Op::Quantized(op), ins, node.layers.clone()), SOFTMAX_OUTPUT)
             }
             Op::Activation(Activation::Linear) => (ins[0], in_q(0)),
-            Op::Conv2d { residual: true, .. } => {
+            Op::Conv2d { residual: true, .. } | Op::Conv2d { shortcut: Some(_), .. } => {
                 return Err(unsupported(node, "quantize the graph before fusing residuals"))
             }
             Op::BatchNorm { .. } => return Err(unsupported(node, "fold BatchNorm first (ptq::prepare)")),

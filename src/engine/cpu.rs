@@ -83,10 +83,15 @@ fn eval_node(node: &Node, inputs: &[&[f32]], in_shapes: &[&[usize]]) -> Vec<f32>
     let x = inputs[0];
     let mut y = match &node.op {
         Op::Input => unreachable!("handled by the caller"),
-        Op::Conv2d { window, weight, bias, residual, .. } => {
+        Op::Conv2d { window, weight, bias, residual, shortcut, .. } => {
             let mut y = conv2d(x, in_shapes[0], &node.shape, window, weight, bias.as_ref());
             if *residual {
-                y.iter_mut().zip(inputs[1]).for_each(|(v, r)| *v += r);
+                // The unfused graph's numbers: the shortcut conv's output, then the add.
+                let projected = shortcut
+                    .as_ref()
+                    .map(|sc| conv2d(inputs[1], in_shapes[1], &node.shape, &sc.window, &sc.weight, sc.bias.as_ref()));
+                let r = projected.as_deref().unwrap_or(inputs[1]);
+                y.iter_mut().zip(r).for_each(|(v, r)| *v += r);
             }
             y
         }

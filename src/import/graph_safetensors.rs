@@ -161,7 +161,7 @@ pub fn to_bytes(graph: &Graph) -> Result<Vec<u8>> {
         let op = match &node.op {
             Op::Input => StoredOp::Input,
             Op::Flatten => StoredOp::Flatten,
-            Op::Conv2d { window, weight, bias, activation, residual: false } => {
+            Op::Conv2d { window, weight, bias, activation, residual: false, shortcut: None } => {
                 blobs.push(f32_tensor(format!("{}.weight", node.name), &weight.permuted(&[3, 2, 0, 1])));
                 if let Some(b) = bias {
                     blobs.push(f32_tensor(format!("{}.bias", node.name), b));
@@ -500,7 +500,10 @@ fn build(stored: StoredGraph, st: &SafeTensors) -> R<Graph> {
                 }
                 let weight = floats(st, &w_name, &[cout, in_shape[2], kernel[0], kernel[1]], Some(&[2, 3, 1, 0]))?;
                 let bias = bias.then(|| floats(st, &format!("{name}.bias"), &[cout], None)).transpose()?;
-                (Op::Conv2d { window: win, weight, bias, activation, residual: false }, vec![oh, ow, cout])
+                (
+                    Op::Conv2d { window: win, weight, bias, activation, residual: false, shortcut: None },
+                    vec![oh, ow, cout],
+                )
             }
             StoredOp::BatchNorm { epsilon, gamma, beta } => {
                 float_input(0)?;

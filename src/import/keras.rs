@@ -341,6 +341,7 @@ impl Builder {
                     bias: w.remove("bias"),
                     activation,
                     residual: false,
+                    shortcut: None,
                 };
                 check_output_size(name, &[oh, ow, filters])?;
                 return Ok(self.with_activation(name, op, inputs, vec![oh, ow, filters], activation));

@@ -636,7 +636,7 @@ impl Importer {
             }
             None => None,
         };
-        let op = Op::Conv2d { window, weight, bias, activation: Activation::Linear, residual: false };
+        let op = Op::Conv2d { window, weight, bias, activation: Activation::Linear, residual: false, shortcut: None };
         self.push(node, op, vec![id], vec![oh, ow, cout], Layout::Nchw)
     }
 

@@ -492,7 +492,7 @@ impl Importer<'_, '_> {
                     let weight = float_tensor(&wt)?.permuted(&[1, 2, 3, 0]);
                     let bias = bias.as_ref().map(float_tensor).transpose()?;
                     let activation = if relu { Activation::Relu } else { Activation::Linear };
-                    Op::Conv2d { window, weight, bias, activation, residual: false }
+                    Op::Conv2d { window, weight, bias, activation, residual: false, shortcut: None }
                 };
                 (op_node, vec![x], vec![oh, ow, cout])
             }

@@ -48,6 +48,7 @@ pub fn fold_batch_norm(graph: &Graph) -> Graph {
                 bias: Some(folded_bias),
                 activation: Activation::Linear,
                 residual: false,
+                shortcut: None,
             },
             _ => Op::Dense { weight: folded_weight, bias: Some(folded_bias), activation: Activation::Linear },
         })

@@ -27,7 +27,14 @@ pub fn fuse_residual(graph: &Graph) -> Graph {
             (false, false) => continue,
         };
         let Op::Conv2d { window, weight, bias, .. } = &graph.nodes[conv].op else { unreachable!() };
-        let op = Op::Conv2d { window: *window, weight: weight.clone(), bias: bias.clone(), activation, residual: true };
+        let op = Op::Conv2d {
+            window: *window,
+            weight: weight.clone(),
+            bias: bias.clone(),
+            activation,
+            residual: true,
+            shortcut: None,
+        };
         fusions.push(Fusion { absorbed: vec![conv], last: i, op, inputs: vec![graph.nodes[conv].inputs[0], skip] });
     }
     replace_groups(graph, fusions)

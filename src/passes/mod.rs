@@ -9,25 +9,33 @@ mod fold_bn;
 mod fuse;
 mod fuse_head;
 mod fuse_residual;
+mod fuse_shortcut;
 
 pub use fold_bn::fold_batch_norm;
 pub use fuse::fuse_activations;
 pub use fuse_head::fuse_head;
 pub use fuse_residual::fuse_residual;
+pub use fuse_shortcut::fuse_shortcut;
 
 use crate::graph::{Graph, Node, NodeId, Op};
 
 /// The graph engines run by default: BatchNorm folded into the preceding
 /// conv/dense, ReLU fused into conv/dense/add, each residual Add fused into
-/// the conv that feeds it, and the pooling/dense/softmax head as one node.
+/// the conv that feeds it, a 1×1 projection shortcut into that conv too,
+/// and the pooling/dense/softmax head as one node.
 pub fn optimize(graph: &Graph) -> Graph {
-    fuse_head(&fuse_residual(&fuse_activations(&fold_batch_norm(graph))))
+    fuse_head(&fuse_blocks(graph))
+}
+
+/// Everything [`optimize`] does but the head.
+fn fuse_blocks(graph: &Graph) -> Graph {
+    fuse_shortcut(&fuse_residual(&fuse_activations(&fold_batch_norm(graph))))
 }
 
 /// [`optimize`] with the final softmax kept as its own node, so the logits
 /// ([`Graph::logits_node`]) remain visible (one dispatch more on the GPU).
 pub fn optimize_keeping_logits(graph: &Graph) -> Graph {
-    fuse_head::fuse_head_with(&fuse_residual(&fuse_activations(&fold_batch_norm(graph))), false)
+    fuse_head::fuse_head_with(&fuse_blocks(graph), false)
 }
 
 /// One fusion: the nodes `absorbed` and `last` become a single node computing
@@ -114,7 +122,7 @@ pub(crate) mod tests {
         let (window, _) = Window::resolve([input, input], [k, k], [stride, stride], PaddingMode::Same).unwrap();
         let weight =
             Tensor::new(vec![k, k, cin, cout], (0..k * k * cin * cout).map(|i| (i % 7) as f32 - 3.0).collect());
-        Op::Conv2d { window, weight, bias: None, activation: Activation::Linear, residual: false }
+        Op::Conv2d { window, weight, bias: None, activation: Activation::Linear, residual: false, shortcut: None }
     }
 
     /// One ResNet block with a projection shortcut and a Keras-style head, as
@@ -156,8 +164,8 @@ pub(crate) mod tests {
     fn optimized_graph_computes_what_the_unfused_one_does() {
         let g = tiny_resnet();
         let opt = super::optimize(&g);
-        // conv_a+relu, shortcut, conv_b+bn+add+relu, head: 5 nodes with the input.
-        assert_eq!(opt.nodes.len(), 5, "{:?}", opt.nodes.iter().map(|n| n.op.kind()).collect::<Vec<_>>());
+        // conv_a+relu, shortcut+conv_b+bn+add+relu, head: 4 nodes with the input.
+        assert_eq!(opt.nodes.len(), 4, "{:?}", opt.nodes.iter().map(|n| n.op.kind()).collect::<Vec<_>>());
         let x: Vec<f32> = (0..2 * 32).map(|i| ((i * 37) % 23) as f32 - 9.0).collect();
         let want = crate::engine::cpu::run_graph(&g, &x, 2, &[g.output]).unwrap();
         let got = crate::engine::cpu::run_graph(&opt, &x, 2, &[opt.output]).unwrap();

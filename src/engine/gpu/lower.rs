@@ -232,7 +232,7 @@ pub fn lower(
     let lowered = match &node.op {
         Op::Input | Op::Flatten | Op::Activation(Activation::Linear) => unreachable!("aliases return above"),
         Op::Quantized(_) => unreachable!("lowered above"),
-        Op::Conv2d { window, weight, bias, activation, residual } => {
+        Op::Conv2d { window, weight, bias, activation, residual, shortcut } => {
             if let Some(v) = variant.filter(|v| !Variant::CONV.contains(v)) {
                 return Err(decline(v, "is not a conv kernel".into()));
             }
@@ -262,6 +262,35 @@ pub fn lower(
             if let Some(bias) = bias {
                 b[..cout].copy_from_slice(&bias.data);
             }
+            // A fused shortcut: its (1, 1, cin, cout) weights after the conv's
+            // own, padded alike, and its bias after the conv's; the shaders
+            // find them and the shortcut's input geometry in these constants.
+            let mut shortcut_constants = Constants::new();
+            let mut shortcut_c = 0;
+            if let Some(sc) = shortcut {
+                let [sc_h, sc_w, sc_c] = hwc(&graph.nodes[skip].shape);
+                let weight_vec4 = w.len() / 4;
+                for row in sc.weight.data.chunks(cout) {
+                    w.extend_from_slice(row);
+                    w.resize(w.len() + cout_padded - cout, 0.0);
+                }
+                let bias_vec4 = b.len() / 4;
+                b.resize(2 * cout_padded, 0.0);
+                if let Some(bias) = &sc.bias {
+                    b[cout_padded..cout_padded + cout].copy_from_slice(&bias.data);
+                }
+                shortcut_c = sc_c;
+                shortcut_constants = vec![
+                    ("SHORTCUT", 1.0),
+                    ("SC_H", sc_h as f64),
+                    ("SC_W", sc_w as f64),
+                    ("SC_C", sc_c as f64),
+                    ("SC_SH", sc.window.strides[0] as f64),
+                    ("SC_SW", sc.window.strides[1] as f64),
+                    ("SC_WEIGHT4", weight_vec4 as f64),
+                    ("SC_BIAS4", bias_vec4 as f64),
+                ];
+            }
             let blocks = (cout_padded / block) as u32;
             let runs = out_w.div_ceil(CONV_PIXEL_RUN) as u64;
             let specialised = |v: Variant| -> Result<(), Declined> {
@@ -269,6 +298,12 @@ pub fn lower(
                     return Err(decline(
                         v,
                         format!("needs channel counts that are multiples of 4, not {in_c} → {out_c}"),
+                    ));
+                }
+                if shortcut_c % 4 != 0 {
+                    return Err(decline(
+                        v,
+                        format!("needs a shortcut input whose channels are multiples of 4, not {shortcut_c}"),
                     ));
                 }
                 Ok(())
@@ -285,7 +320,9 @@ pub fn lower(
             };
             params.set_window(window);
             params.act = act_code(*activation);
-            params.residual = *residual as u32;
+            // The residual as it is; a fused shortcut adds it through its conv instead.
+            let plain_residual = *residual && shortcut.is_none();
+            params.residual = plain_residual as u32;
             let mut constants = Constants::new();
             let mut uniform = false;
             match chosen {
@@ -299,6 +336,9 @@ pub fn lower(
                 | Variant::ConvSubgroup
                 | Variant::ConvTiled => {
                     specialised(chosen)?;
+                    if chosen == Variant::ConvTiled && shortcut.is_some() {
+                        return Err(decline(chosen, "does not compute a fused shortcut".into()));
+                    }
                     if chosen == Variant::ConvTiled && in_c % 16 != 0 {
                         return Err(decline(chosen, format!("needs input channels in multiples of 16, not {in_c}")));
                     }
@@ -344,7 +384,7 @@ pub fn lower(
                         ("PAD_TOP", params.pad_top as f64),
                         ("PAD_LEFT", params.pad_left as f64),
                         ("RELU", (*activation == Activation::Relu) as u32 as f64),
-                        ("RESIDUAL", *residual as u32 as f64),
+                        ("RESIDUAL", plain_residual as u32 as f64),
                     ];
                     if packed {
                         constants.push(("PIXEL_BYTES", pixel_bytes as f64));
@@ -352,6 +392,7 @@ pub fn lower(
                 }
                 _ => unreachable!("checked above"),
             }
+            constants.extend(shortcut_constants);
             let grid = match chosen {
                 // The generic kernel walks the channel blocks in its flat index.
                 Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
@@ -693,7 +734,22 @@ mod tests {
         assert!(v[0].as_ref().unwrap_err().to_string().contains("multiples of 4"), "{:?}", v[0]);
         assert_eq!(v.last().unwrap().as_ref().unwrap(), &Variant::ConvGeneric);
         assert_eq!(lower(&g, a, None, CAPS, Input::F32).unwrap().unwrap().variant, Variant::ConvGeneric);
-        // The fused block conv takes every variant, the skip bound at 5.
+        // With the shortcut fused in, it reads the 2-channel input too: the
+        // generic conv computes it, adding it through the shortcut's weights.
+        let b = g.find("relu_out").unwrap();
+        for r in &conv_variants(&g, b, CAPS, Input::F32)[..Variant::CONV.len() - 1] {
+            let why = r.as_ref().unwrap_err().to_string();
+            assert!(why.contains("multiples of 4") || why.contains("fused shortcut"), "{why}");
+        }
+        let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
+        assert_eq!(l.variant, Variant::ConvGeneric);
+        assert!(l.bindings.contains(&(5, Role::Activation(g.input))));
+        assert!(l.constants.contains(&("SHORTCUT", 1.0)) && l.constants.contains(&("SC_C", 2.0)));
+        assert_eq!(l.params.residual, 0, "the shortcut adds the residual, not the plain path");
+        // Without the shortcut fused: the block conv takes every variant, the skip bound at 5.
+        let g = crate::passes::fuse_residual(&crate::passes::fuse_activations(&crate::passes::fold_batch_norm(
+            &tiny_resnet(),
+        )));
         let b = g.find("relu_out").unwrap();
         for (v, r) in Variant::CONV.iter().zip(conv_variants(&g, b, CAPS, Input::F32)) {
             // The tiled kernel steps through 16 input channels at a time; this conv has 4.
