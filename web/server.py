@@ -254,8 +254,10 @@ def check(args, port):
     if times:
         total = sum(t["ms"] for t in times)
         print(f"browser GPU time per layer (last batch), {total:.1f} ms in all:")
+        nw = max(len(t['node']) for t in times)
+        ow = max(len(t['op']) for t in times)
         for t in times:
-            print(f"  {t['node']:<14} {t['op']:<28} {t['ms']:9.3f} ms {100 * t['ms'] / total:5.1f}%")
+            print(f"  {t['node']:<{nw}} {t['op']:<{ow}} {t['ms']:9.3f} ms {100 * t['ms'] / total:5.1f}%")
     if not ok:
         print(f"browser: FAILED (need {n} images, all argmax equal, max |dprob| <= {args.tolerance}, a screenshot)")
     acc = "n/a" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"

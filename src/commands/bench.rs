@@ -282,17 +282,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let total: f64 = times.iter().map(|t| t.ms).sum();
         println!("\ntime per layer (GPU timestamp queries, one batch of {}):", batch.min(images));
         let w = times.iter().map(|t| t.node.len()).max().unwrap_or(5);
+        let ow = times.iter().map(|t| t.op.chars().count()).max().unwrap_or(0);
         for t in &times {
             let bar = "#".repeat((40.0 * t.ms / total.max(1e-9)).round() as usize);
             println!(
-                "  {:<w$}  {:<18} {:>9.3} ms  {:>5.1}%  {bar}",
+                "  {:<w$}  {:<ow$} {:>9.3} ms  {:>5.1}%  {bar}",
                 t.node,
                 t.op,
                 t.ms,
                 100.0 * t.ms / total.max(1e-9)
             );
         }
-        println!("  {:<w$}  {:<18} {:>9.3} ms", "total", "", total);
+        println!("  {:<w$}  {:<ow$} {:>9.3} ms", "total", "", total);
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use resnet8::graph::{Graph, Op};
+use resnet8::graph::{Graph, Node, Op};
 use resnet8::passes;
 
 use super::ModelArg;
@@ -36,9 +36,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
 
 pub fn layer_table(graph: &Graph) -> String {
     let name_w = graph.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(5);
-    let mut s = format!("{:<name_w$}  {:<18} {:<14} {:>9} {:>12}  inputs\n", "layer", "op", "output", "params", "MACs");
-    for node in &graph.nodes {
-        let inputs: Vec<&str> = node.inputs.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
+    let op_of = |node: &Node| {
         let mut op = node.op.kind();
         if let Op::Conv2d { window, .. } = &node.op {
             let p = window.pads;
@@ -46,10 +44,17 @@ pub fn layer_table(graph: &Graph) -> String {
                 op += &format!(" pad {}/{}", p.top, p.bottom);
             }
         }
+        op
+    };
+    let op_w = graph.nodes.iter().map(|n| op_of(n).chars().count()).max().unwrap_or(0).max(18);
+    let mut s =
+        format!("{:<name_w$}  {:<op_w$} {:<14} {:>9} {:>12}  inputs\n", "layer", "op", "output", "params", "MACs");
+    for node in &graph.nodes {
+        let inputs: Vec<&str> = node.inputs.iter().map(|&i| graph.nodes[i].name.as_str()).collect();
         s += &format!(
-            "{:<name_w$}  {:<18} {:<14} {:>9} {:>12}  {}\n",
+            "{:<name_w$}  {:<op_w$} {:<14} {:>9} {:>12}  {}\n",
             node.name,
-            op,
+            op_of(node),
             format!("{:?}", node.shape),
             thousands(node.params() as u64),
             thousands(node.macs()),
