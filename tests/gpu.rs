@@ -276,6 +276,47 @@ fn packed_pixels_of_every_channel_count_match_cpu() {
 }
 
 #[test]
+fn a_fused_shortcut_from_the_graph_input_matches_cpu() {
+    // A block whose 1×1 projection shortcut reads the 3-channel image: fused,
+    // it runs in the generic conv in f32 and, with the input stored padded
+    // to 4 channels, in each vec4 kernel in f16.
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = ModelBuilder::new(seed);
+    // ResNet8's downsampling block, on the image itself.
+    let inp = b.input([8, 6, 3]);
+    let x = b.conv(&inp, 8, 3, 2, "same", "linear");
+    let x = b.batch_norm(&x);
+    let x = b.activation(&x, "relu");
+    let x = b.conv(&x, 8, 3, 1, "same", "linear");
+    let x = b.batch_norm(&x);
+    let s = b.conv(&inp, 8, 1, 2, "same", "linear");
+    let y = b.add(&s, &x);
+    let y = b.activation(&y, "relu");
+    let y = b.global_avg_pool(&y);
+    let y = b.dense(&y, 10, "softmax");
+    let path = dir.path().join("shortcut_from_input.h5");
+    b.write_h5(&path, &y, NameStrings::VarLen);
+    let graph = passes::optimize(&import::load(&path).unwrap().graph);
+    let fused: Vec<usize> =
+        (0..graph.nodes.len()).filter(|&i| graph.nodes[i].op.kind().contains("shortcut1x1/s2")).collect();
+    assert_eq!(fused.len(), 1, "{:?}", graph.nodes.iter().map(|n| n.op.kind()).collect::<Vec<_>>());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let images: Vec<f32> = (0..5 * 8 * 6 * 3).map(|_| rng.random_range(0.0f32..255.0)).collect();
+    let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
+    assert_gpu_matches_cpu(&mut e, &images, 5, "f32 shortcut from the input");
+    for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvSubgroup] {
+        let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
+        let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+        let engine = GpuEngine::with_options(ctx, graph.clone(), Tuning::Force(variant), Precision::F16);
+        let mut e = pollster::block_on(engine).unwrap();
+        assert_eq!(e.variant_of(fused[0]), Some(variant), "the fused conv runs {}", variant.name());
+        let what = format!("f16 {} shortcut from the input", variant.name());
+        assert_gpu_matches_cpu_within(&mut e, &images, 5, &what, Tolerance::Permissive);
+    }
+}
+
+#[test]
 fn one_engine_serves_changing_batch_sizes() {
     // Buffers grow to the largest batch and are shared by the cached plans:
     // smaller, larger and repeated sizes must all give the CPU's numbers.

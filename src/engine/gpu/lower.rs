@@ -269,11 +269,15 @@ pub fn lower(
             let mut shortcut_c = 0;
             if let Some(sc) = shortcut {
                 let [sc_h, sc_w, sc_c] = hwc(&graph.nodes[skip].shape);
+                // A graph input is stored padded in f16 (`stored_input_channels`):
+                // zero rows for the padding channels.
+                let sc_c = if skip == graph.input { stored_input_channels(sc_c, caps.precision) } else { sc_c };
                 let weight_vec4 = w.len() / 4;
                 for row in sc.weight.data.chunks(cout) {
                     w.extend_from_slice(row);
                     w.resize(w.len() + cout_padded - cout, 0.0);
                 }
+                w.resize(weight_vec4 * 4 + sc_c as usize * cout_padded, 0.0);
                 let bias_vec4 = b.len() / 4;
                 b.resize(2 * cout_padded, 0.0);
                 if let Some(bias) = &sc.bias {
