@@ -254,7 +254,7 @@ def check(args, port):
     if times:
         total = sum(t["ms"] for t in times)
         print(f"browser GPU time per layer (last batch), {total:.1f} ms in all:")
-        nw = max(len(t['node']) for t in times)
+        nw = min(max(len(t['node']) for t in times), 28)  # TFLite's long tensor names overflow
         ow = max(len(t['op']) for t in times)
         for t in times:
             print(f"  {t['node']:<{nw}} {t['op']:<{ow}} {t['ms']:9.3f} ms {100 * t['ms'] / total:5.1f}%")
