@@ -28,19 +28,7 @@ override PAD_TOP: u32;
 override PAD_LEFT: u32;
 override RELU: bool;
 override RESIDUAL: bool;
-// SHORTCUT: the residual input is the block's input, added through the
-// block's 1×1 projection shortcut (stride SC_SH × SC_SW, unpadded) computed
-// here: the input is SC_H × SC_W × SC_C; the shortcut's weights follow the
-// conv's own in `weight` from vec4 SC_WEIGHT4 on (same row stride), its bias
-// follows the conv's in `bias` from vec4 SC_BIAS4 on. Defaults: no shortcut.
-override SHORTCUT: bool = false;
-override SC_H: u32 = 1u;
-override SC_W: u32 = 1u;
-override SC_C: u32 = 4u;
-override SC_SH: u32 = 1u;
-override SC_SW: u32 = 1u;
-override SC_WEIGHT4: u32 = 0u;
-override SC_BIAS4: u32 = 0u;
+// SHORTCUT and its SC_* constants: conv_shortcut.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;

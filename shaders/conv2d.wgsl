@@ -19,23 +19,9 @@
 @group(0) @binding(2) var<storage, read> weights: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
-// The block's other input when p.residual == 1 or SHORTCUT (else the
-// input, unread).
+// The block's other input when p.residual == 1, or the block's input when
+// SHORTCUT (conv_shortcut.wgsl, prepended); else the input again, unread.
 @group(0) @binding(5) var<storage, read> residual: array<f32>;
-
-// SHORTCUT: `residual` is the block's input (SC_H × SC_W × SC_C), added
-// through the block's 1×1 projection shortcut (stride SC_SH × SC_SW,
-// unpadded): its weights follow the conv's in `weights` from vec4
-// SC_WEIGHT4 on (same rows), its bias follows the conv's in `bias` from vec4
-// SC_BIAS4 on. Defaults: no shortcut.
-override SHORTCUT: bool = false;
-override SC_H: u32 = 1u;
-override SC_W: u32 = 1u;
-override SC_C: u32 = 1u;
-override SC_SH: u32 = 1u;
-override SC_SW: u32 = 1u;
-override SC_WEIGHT4: u32 = 0u;
-override SC_BIAS4: u32 = 0u;
 
 // The shortcut for output channels c0..c0+3 of the output pixel whose values
 // start at `base`, summed as the CPU engine sums a conv (bias, then the input

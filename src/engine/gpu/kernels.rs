@@ -72,6 +72,7 @@ pub const SHADER_COMMON: &str = include_str!("../../../shaders/common.wgsl");
 /// Every shader file but the common part, by name.
 pub const SHADER_SOURCES: &[(&str, &str)] = &[
     ("conv.wgsl", include_str!("../../../shaders/conv.wgsl")),
+    ("conv_shortcut.wgsl", include_str!("../../../shaders/conv_shortcut.wgsl")),
     ("conv_weights_storage.wgsl", include_str!("../../../shaders/conv_weights_storage.wgsl")),
     ("conv_weights_uniform.wgsl", include_str!("../../../shaders/conv_weights_uniform.wgsl")),
     ("conv_subgroup.wgsl", include_str!("../../../shaders/conv_subgroup.wgsl")),
@@ -205,15 +206,25 @@ impl Variant {
         const Q_DOT4: &[(u32, Access)] =
             &[(0, Uniform), (1, Read), (3, Read), (4, Write), (5, Read), (6, Read), (7, Read), (8, Read)];
         match self {
-            Variant::ConvGeneric => (&["conv2d.wgsl"], "conv2d", CONV),
+            Variant::ConvGeneric => (&["conv_shortcut.wgsl", "conv2d.wgsl"], "conv2d", CONV),
             // The specialised convs also take an input part (see `files`).
-            Variant::ConvDirect => (&["conv_weights_storage.wgsl", "conv.wgsl"], "conv", CONV),
-            Variant::ConvWide => (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_wide.wgsl"], "conv_wide", CONV),
-            Variant::ConvUniform => (&["conv_weights_uniform.wgsl", "conv.wgsl"], "conv", CONV_UNIFORM),
-            Variant::ConvSubgroup => {
-                (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_subgroup.wgsl"], "conv_subgroup", CONV)
+            Variant::ConvDirect => (&["conv_weights_storage.wgsl", "conv_shortcut.wgsl", "conv.wgsl"], "conv", CONV),
+            Variant::ConvWide => {
+                (&["conv_weights_storage.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_wide.wgsl"], "conv_wide", CONV)
             }
-            Variant::ConvTiled => (&["conv_weights_storage.wgsl", "conv.wgsl", "conv_tiled.wgsl"], "conv_tiled", CONV),
+            Variant::ConvUniform => {
+                (&["conv_weights_uniform.wgsl", "conv_shortcut.wgsl", "conv.wgsl"], "conv", CONV_UNIFORM)
+            }
+            Variant::ConvSubgroup => (
+                &["conv_weights_storage.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_subgroup.wgsl"],
+                "conv_subgroup",
+                CONV,
+            ),
+            Variant::ConvTiled => (
+                &["conv_weights_storage.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_tiled.wgsl"],
+                "conv_tiled",
+                CONV,
+            ),
             Variant::BatchNorm => (&["batch_norm.wgsl"], "batch_norm", WEIGHTED),
             Variant::Relu => (&["batch_norm.wgsl"], "relu", UNARY),
             Variant::Add => (&["add.wgsl"], "add", BINARY),
