@@ -7,7 +7,7 @@ use super::kernels::{
     Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, CONV_WIDE_PIXEL_RUN,
     HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
 };
-use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Window};
+use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Tensor, Window};
 use crate::quant::QOp;
 
 /// The 16-word parameter block of `shaders/common.wgsl` (same layout).
@@ -141,6 +141,30 @@ pub fn stored_input_channels(channels: u32, precision: Precision) -> u32 {
     }
 }
 
+/// Conv weights `(kh, kw, cin, cout)` as the conv kernels read them:
+/// `(kh, kw, cin_stored, cout_padded)`, zero rows for input channels stored
+/// beyond `cin` (packed pixels, an f16 graph input) and zeros past `cout`.
+fn padded_conv_weights(weight: &Tensor, cin_stored: usize, cout_padded: usize) -> Vec<f32> {
+    let [_, _, cin, cout] = weight.shape[..] else { unreachable!("conv weights are 4-D (checked on import)") };
+    let taps = weight.len() / (cin * cout);
+    let mut w = vec![0.0f32; taps * cin_stored * cout_padded];
+    for (tap, src) in w.chunks_mut(cin_stored * cout_padded).zip(weight.data.chunks(cin * cout)) {
+        for (row, src) in tap.chunks_mut(cout_padded).zip(src.chunks(cout)) {
+            row[..cout].copy_from_slice(src);
+        }
+    }
+    w
+}
+
+/// A conv's bias (zeros without one) padded with zeros to `cout_padded`.
+fn padded_bias(bias: Option<&Tensor>, cout: usize, cout_padded: usize) -> Vec<f32> {
+    let mut b = vec![0.0f32; cout_padded];
+    if let Some(bias) = bias {
+        b[..cout].copy_from_slice(&bias.data);
+    }
+    b
+}
+
 /// Nodes that need no kernel: their output is their input's buffer.
 pub fn is_alias(op: &Op) -> bool {
     matches!(op, Op::Input | Op::Flatten | Op::Activation(Activation::Linear))
@@ -245,23 +269,11 @@ pub fn lower(
                 (4, Role::Output),
                 (5, Role::Activation(skip)),
             ];
-            // (kh, kw, cin, cout) → (kh, kw, cin, cout padded to the channel block).
             let cout = out_c as usize;
             let block = CONV_CHANNEL_BLOCK as usize;
             let cout_padded = cout.div_ceil(block) * block;
-            // Packed input: input channels padded to the 4 stored, with zero rows.
-            let cin = weight.shape[2];
-            let rows = weight.len() / cout / cin * in_c as usize;
-            let mut w = vec![0.0f32; rows * cout_padded];
-            for (tap, src) in w.chunks_mut(in_c as usize * cout_padded).zip(weight.data.chunks(cin * cout)) {
-                for (row, src) in tap.chunks_mut(cout_padded).zip(src.chunks(cout)) {
-                    row[..cout].copy_from_slice(src);
-                }
-            }
-            let mut b = vec![0.0f32; cout_padded];
-            if let Some(bias) = bias {
-                b[..cout].copy_from_slice(&bias.data);
-            }
+            let mut w = padded_conv_weights(weight, in_c as usize, cout_padded);
+            let mut b = padded_bias(bias.as_ref(), cout, cout_padded);
             // A fused shortcut: its (1, 1, cin, cout) weights after the conv's
             // own, padded alike, and its bias after the conv's; the shaders
             // find them and the shortcut's input geometry in these constants.
@@ -273,16 +285,9 @@ pub fn lower(
                 // zero rows for the padding channels.
                 let sc_c = if skip == graph.input { stored_input_channels(sc_c, caps.precision) } else { sc_c };
                 let weight_vec4 = w.len() / 4;
-                for row in sc.weight.data.chunks(cout) {
-                    w.extend_from_slice(row);
-                    w.resize(w.len() + cout_padded - cout, 0.0);
-                }
-                w.resize(weight_vec4 * 4 + sc_c as usize * cout_padded, 0.0);
+                w.extend(padded_conv_weights(&sc.weight, sc_c as usize, cout_padded));
                 let bias_vec4 = b.len() / 4;
-                b.resize(2 * cout_padded, 0.0);
-                if let Some(bias) = &sc.bias {
-                    b[cout_padded..cout_padded + cout].copy_from_slice(&bias.data);
-                }
+                b.extend(padded_bias(sc.bias.as_ref(), cout, cout_padded));
                 shortcut_c = sc_c;
                 shortcut_constants = vec![
                     ("SHORTCUT", 1.0),
