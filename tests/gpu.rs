@@ -113,7 +113,9 @@ fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
     let model = import::load(&model_h5()).unwrap();
     let graph = passes::optimize(&model.graph);
     let head = dataset::load(&head_bin(), Some(256)).unwrap();
-    for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled] {
+    for variant in
+        [Variant::ConvWide, Variant::ConvWideTexture, Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled]
+    {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         assert!(ctx.f16, "lavapipe has shader-f16");
@@ -261,7 +263,13 @@ fn packed_pixels_of_every_channel_count_match_cpu() {
         let path = dir.path().join(format!("c{channels}.h5"));
         b.write_h5(&path, &y, NameStrings::VarLen);
         let graph = passes::optimize(&import::load(&path).unwrap().graph);
-        for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvUniform, Variant::ConvSubgroup] {
+        for variant in [
+            Variant::ConvWide,
+            Variant::ConvWideTexture,
+            Variant::ConvDirect,
+            Variant::ConvUniform,
+            Variant::ConvSubgroup,
+        ] {
             let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
             let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
             let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
@@ -305,7 +313,7 @@ fn a_fused_shortcut_from_the_graph_input_matches_cpu() {
     let images: Vec<f32> = (0..5 * 8 * 6 * 3).map(|_| rng.random_range(0.0f32..255.0)).collect();
     let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
     assert_gpu_matches_cpu(&mut e, &images, 5, "f32 shortcut from the input");
-    for variant in [Variant::ConvWide, Variant::ConvDirect, Variant::ConvSubgroup] {
+    for variant in [Variant::ConvWide, Variant::ConvWideTexture, Variant::ConvDirect, Variant::ConvSubgroup] {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         let engine = GpuEngine::with_options(ctx, graph.clone(), Tuning::Force(variant), Precision::F16);

@@ -69,7 +69,12 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     let mut pipelines = BTreeSet::new();
     let graphs = [model.graph.clone(), passes::optimize(&model.graph), int8.graph];
     for (graph, precision) in graphs.iter().flat_map(|g| [(g, Precision::F32), (g, Precision::F16)]) {
-        let caps = DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true, precision };
+        let caps = DeviceCaps {
+            max_uniform_buffer_binding_size: 65536,
+            max_texture_dimension_2d: 8192,
+            subgroups: true,
+            precision,
+        };
         for id in 0..graph.nodes.len() {
             for variant in std::iter::once(None).chain(Variant::CONV.map(Some)).chain(Variant::INT8_CONV.map(Some)) {
                 for input in [Input::F32, Input::Packed8] {

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Input, Pipelines, Precision, Variant};
-use super::lower::{self, DeviceCaps, Lowered, Role};
+use super::kernels::{Input, Pipelines, Precision, Variant, WEIGHT_TEXTURE_WIDTH};
+use super::lower::{self, ConstantBinding, DeviceCaps, Lowered, Role};
 use super::memory::{self, MemoryPlan};
 use super::profile::Timestamps;
 use super::tuning::{self, Tuning};
@@ -19,7 +19,7 @@ use crate::graph::{Graph, NodeId, Op};
 /// How one node runs: its lowering and its uploaded constant buffers.
 struct Step {
     lowered: Lowered,
-    buffers: Vec<wgpu::Buffer>,
+    buffers: Vec<Constant>,
 }
 
 /// The dispatches (parameters and bind groups) for one batch size, over the
@@ -97,6 +97,7 @@ impl GpuEngine {
         }
         let caps = DeviceCaps {
             max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size,
+            max_texture_dimension_2d: ctx.limits.max_texture_dimension_2d,
             subgroups: ctx.subgroup_kernels(),
             precision,
         };
@@ -213,7 +214,7 @@ impl GpuEngine {
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let name = &self.graph.nodes[id].name;
-        let buffers = upload_constants(device, &lowered, name);
+        let buffers = upload_constants(device, &self.ctx.queue, &lowered, name);
         self.pipelines.get(device, &lowered.pipeline_key());
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!(
@@ -627,7 +628,7 @@ impl GpuEngine {
             })
         };
         let activation = |j: NodeId| storage(self.stored_values_bytes(j, batch));
-        let constants = upload_constants(device, &l, "tuning");
+        let constants = upload_constants(device, &self.ctx.queue, &l, "tuning");
         let output = activation(id);
         let inputs: HashMap<NodeId, wgpu::Buffer> = l
             .bindings
@@ -710,8 +711,23 @@ fn to_f16_words(values: &[f32]) -> Vec<half::f16> {
     halves
 }
 
-/// Uploads a lowered node's constant buffers (weights, bias, scales).
-fn upload_constants(device: &wgpu::Device, l: &Lowered, label: &str) -> Vec<wgpu::Buffer> {
+/// A lowered node's constant on the GPU: a buffer, or a texture's view.
+enum Constant {
+    Buffer(wgpu::Buffer),
+    Texture(wgpu::TextureView),
+}
+
+impl Constant {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        match self {
+            Constant::Buffer(b) => b.as_entire_binding(),
+            Constant::Texture(v) => wgpu::BindingResource::TextureView(v),
+        }
+    }
+}
+
+/// Uploads a lowered node's constants (weights, bias, scales).
+fn upload_constants(device: &wgpu::Device, queue: &wgpu::Queue, l: &Lowered, label: &str) -> Vec<Constant> {
     l.buffers
         .iter()
         .map(|b| {
@@ -722,8 +738,40 @@ fn upload_constants(device: &wgpu::Device, l: &Lowered, label: &str) -> Vec<wgpu
             } else {
                 bytemuck::cast_slice(&b.data)
             };
-            let usage = if b.uniform { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::STORAGE };
-            device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+            let usage = match b.binding {
+                ConstantBinding::Storage => wgpu::BufferUsages::STORAGE,
+                ConstantBinding::Uniform => wgpu::BufferUsages::UNIFORM,
+                ConstantBinding::Texture => {
+                    // Whole rows of vec4 texels (the lowering pads to them).
+                    let rows = (b.data.len() / 4) as u32 / WEIGHT_TEXTURE_WIDTH;
+                    let descriptor = wgpu::TextureDescriptor {
+                        label: Some(label),
+                        size: wgpu::Extent3d { width: WEIGHT_TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: if b.half {
+                            wgpu::TextureFormat::Rgba16Float
+                        } else {
+                            wgpu::TextureFormat::Rgba32Float
+                        },
+                        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                        view_formats: &[],
+                    };
+                    let texture = device.create_texture_with_data(
+                        queue,
+                        &descriptor,
+                        wgpu::util::TextureDataOrder::LayerMajor,
+                        contents,
+                    );
+                    return Constant::Texture(texture.create_view(&Default::default()));
+                }
+            };
+            Constant::Buffer(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage,
+            }))
         })
         .collect()
 }
@@ -731,7 +779,7 @@ fn upload_constants(device: &wgpu::Device, l: &Lowered, label: &str) -> Vec<wgpu
 /// The buffers a lowered node's roles bind to.
 struct Buffers<'a> {
     activation: &'a dyn Fn(NodeId) -> &'a wgpu::Buffer,
-    constants: &'a [wgpu::Buffer],
+    constants: &'a [Constant],
     output: &'a wgpu::Buffer,
 }
 
@@ -761,7 +809,7 @@ fn bind_group(
             resource: match role {
                 Role::Params => uniform.as_entire_binding(),
                 Role::Activation(j) => (buffers.activation)(j).as_entire_binding(),
-                Role::Constant(k) => buffers.constants[k].as_entire_binding(),
+                Role::Constant(k) => buffers.constants[k].resource(),
                 Role::Output => buffers.output.as_entire_binding(),
             },
         })

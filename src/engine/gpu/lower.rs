@@ -5,7 +5,7 @@
 
 use super::kernels::{
     Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, CONV_WIDE_PIXEL_RUN,
-    HEAD_MAX, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
+    HEAD_MAX, UNIFORM_WEIGHTS, WEIGHT_TEXTURE_WIDTH, WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Tensor, Window};
 use crate::quant::QOp;
@@ -57,13 +57,22 @@ pub enum Role {
     Output,
 }
 
+/// How a constant buffer is bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstantBinding {
+    Storage,
+    Uniform,
+    /// A 2D texture of `WEIGHT_TEXTURE_WIDTH` vec4 texels per row; `data`
+    /// fills whole rows.
+    Texture,
+}
+
 /// A constant buffer: packed weights, bias or scale.
 pub struct ConstantBuffer {
     pub data: Vec<f32>,
     /// Stored as f16 (the weights of f16 convs); else f32.
     pub half: bool,
-    /// Bound as a uniform buffer (else storage).
-    pub uniform: bool,
+    pub binding: ConstantBinding,
 }
 
 /// How many workgroups a dispatch needs for a batch.
@@ -107,6 +116,8 @@ pub struct Declined {
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceCaps {
     pub max_uniform_buffer_binding_size: u64,
+    /// Texels per side of a 2D texture (the weight texture's rows).
+    pub max_texture_dimension_2d: u32,
     /// The engine's activation storage: f16 lowers only the kernels that take it.
     pub precision: Precision,
     /// Subgroup operations with at least 8 invocations per subgroup, and a
@@ -317,11 +328,18 @@ pub fn lower(
                 }
                 Ok(())
             };
+            let weight_texture_rows = (w.len() / 4).div_ceil(WEIGHT_TEXTURE_WIDTH as usize);
             let chosen = match variant {
                 Some(v) => v,
                 None => {
                     if specialised(Variant::ConvWide).is_ok() || packed || caps.precision == Precision::F16 {
-                        Variant::ConvWide
+                        // Weights through a texture where they fit: faster on every
+                        // adapter measured (SwiftShader, lavapipe, llvmpipe GL).
+                        if weight_texture_rows <= caps.max_texture_dimension_2d as usize {
+                            Variant::ConvWideTexture
+                        } else {
+                            Variant::ConvWide
+                        }
                     } else {
                         Variant::ConvGeneric
                     }
@@ -333,7 +351,7 @@ pub fn lower(
             let plain_residual = *residual && shortcut.is_none();
             params.residual = plain_residual as u32;
             let mut constants = Constants::new();
-            let mut uniform = false;
+            let mut weight_binding = ConstantBinding::Storage;
             match chosen {
                 Variant::ConvGeneric if packed => {
                     return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
@@ -341,6 +359,7 @@ pub fn lower(
                 Variant::ConvGeneric => {}
                 Variant::ConvDirect
                 | Variant::ConvWide
+                | Variant::ConvWideTexture
                 | Variant::ConvUniform
                 | Variant::ConvSubgroup
                 | Variant::ConvTiled => {
@@ -377,7 +396,21 @@ pub fn lower(
                             return Err(decline(chosen, "needs a 64 KiB uniform buffer binding".into()));
                         }
                         w.resize(UNIFORM_WEIGHTS as usize * 4, 0.0);
-                        uniform = true;
+                        weight_binding = ConstantBinding::Uniform;
+                    }
+                    if chosen == Variant::ConvWideTexture {
+                        let rows = weight_texture_rows;
+                        if rows > caps.max_texture_dimension_2d as usize {
+                            return Err(decline(
+                                chosen,
+                                format!(
+                                    "needs a weight texture of {rows} rows, over the adapter's {}",
+                                    caps.max_texture_dimension_2d
+                                ),
+                            ));
+                        }
+                        w.resize(rows * WEIGHT_TEXTURE_WIDTH as usize * 4, 0.0);
+                        weight_binding = ConstantBinding::Texture;
                     }
                     constants = vec![
                         ("IN_H", in_h as f64),
@@ -407,7 +440,7 @@ pub fn lower(
                 Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
                 // One workgroup per WG output pixels.
                 Variant::ConvTiled => Grid::Invocations { per_image: out_h as u64 * out_w as u64, y: blocks },
-                Variant::ConvWide => Grid::Invocations {
+                Variant::ConvWide | Variant::ConvWideTexture => Grid::Invocations {
                     per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
                     y: blocks,
                 },
@@ -417,7 +450,7 @@ pub fn lower(
                 input: if packed { Input::Packed8 } else { Input::F32 },
                 constants,
                 buffers: vec![
-                    ConstantBuffer { data: w, uniform, half: caps.precision == Precision::F16 },
+                    ConstantBuffer { data: w, binding: weight_binding, half: caps.precision == Precision::F16 },
                     ConstantBuffer::f32(b),
                 ],
                 ..Lowered::plain(chosen, params, bindings, grid)
@@ -503,7 +536,7 @@ pub fn lower(
 impl ConstantBuffer {
     /// An f32 storage buffer.
     fn f32(data: Vec<f32>) -> Self {
-        ConstantBuffer { data, uniform: false, half: false }
+        ConstantBuffer { data, binding: ConstantBinding::Storage, half: false }
     }
 
     /// An i32 storage buffer (the words travel bit for bit in the f32 slots).
@@ -731,8 +764,12 @@ mod tests {
     use super::*;
     use crate::passes::tests::tiny_resnet;
 
-    const CAPS: DeviceCaps =
-        DeviceCaps { max_uniform_buffer_binding_size: 65536, subgroups: true, precision: Precision::F32 };
+    const CAPS: DeviceCaps = DeviceCaps {
+        max_uniform_buffer_binding_size: 65536,
+        max_texture_dimension_2d: 8192,
+        subgroups: true,
+        precision: Precision::F32,
+    };
 
     #[test]
     fn convs_choose_a_variant_or_say_why_not() {
@@ -765,15 +802,29 @@ mod tests {
             assert_eq!(r.is_ok(), *v != Variant::ConvTiled, "{v:?}: {r:?}");
         }
         let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
-        assert_eq!(l.variant, Variant::ConvWide);
+        assert_eq!(l.variant, Variant::ConvWideTexture);
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
-        let small = DeviceCaps { max_uniform_buffer_binding_size: 16384, subgroups: false, precision: Precision::F32 };
+        let small = DeviceCaps {
+            max_uniform_buffer_binding_size: 16384,
+            // No texture holds even one row of weights.
+            max_texture_dimension_2d: 0,
+            subgroups: false,
+            precision: Precision::F32,
+        };
         let err = lower(&g, b, Some(Variant::ConvUniform), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("relu_out"), "{err}");
         let err = lower(&g, b, Some(Variant::ConvSubgroup), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("subgroups"), "{err}");
+        // A texture too short for the weights refuses the texture-weights
+        // variant, and the default falls back to the storage-buffer one.
+        let err = lower(&g, b, Some(Variant::ConvWideTexture), small, Input::F32).err().unwrap();
+        assert!(err.to_string().contains("1 rows, over the adapter's 0"), "{err}");
+        assert_eq!(lower(&g, b, None, small, Input::F32).unwrap().unwrap().variant, Variant::ConvWide);
+        let l = lower(&g, b, Some(Variant::ConvWideTexture), CAPS, Input::F32).unwrap().unwrap();
+        assert_eq!(l.buffers[0].binding, ConstantBinding::Texture);
+        assert_eq!(l.buffers[0].data.len() % (WEIGHT_TEXTURE_WIDTH as usize * 4), 0, "whole texture rows");
         // Not a conv kernel for a conv.
         assert!(lower(&g, b, Some(Variant::Add), CAPS, Input::F32).is_err());
     }
