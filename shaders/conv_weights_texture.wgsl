@@ -1,13 +1,24 @@
 // conv.wgsl's weights in a 2D texture of WEIGHT_TEXTURE_WIDTH texels per row
-// (rgba32float, or rgba16float with --precision f16), one vec4 per texel,
-// read with textureLoad. SwiftShader (Chromium's WebGPU without a GPU) reads
-// a storage buffer at an index that varies at run time (every weight index
+// and WEIGHT_TEXTURE_ROWS rows (both powers of two; rgba32float, or
+// rgba16float with --precision f16), one vec4 per texel, sampled at texel
+// centres with a nearest, unfiltered sampler at level 0: exactly the stored
+// values (the coordinates are exact binary fractions).
+// Why a texture: SwiftShader (Chromium's WebGPU without a GPU) reads a
+// storage buffer at an index that varies at run time (every weight index
 // does: it does not unroll loops) one lane at a time behind a branch each,
-// but fetches texels for all lanes without branches. The lowering declines
-// layers whose weights need more rows than the adapter's 2D textures have.
+// but fetches texels for all lanes without branches. Why sampled, not
+// textureLoad: browsers clamp every textureLoad's coordinates and level
+// against two texture queries first; sampling needs no check (the sampler
+// clamps). The lowering declines layers whose weights need more rows than
+// the adapter's 2D textures have.
+
+override WEIGHT_TEXTURE_ROWS: u32;
 
 @group(0) @binding(2) var weights: texture_2d<f32>;
+@group(0) @binding(6) var weight_sampler: sampler;
 
 fn weight(i: u32) -> vec4<f32> {
-    return textureLoad(weights, vec2<u32>(i % WEIGHT_TEXTURE_WIDTH, i / WEIGHT_TEXTURE_WIDTH), 0);
+    let texel = vec2<f32>(f32(i % WEIGHT_TEXTURE_WIDTH), f32(i / WEIGHT_TEXTURE_WIDTH)) + 0.5;
+    let size = vec2<f32>(f32(WEIGHT_TEXTURE_WIDTH), f32(WEIGHT_TEXTURE_ROWS));
+    return textureSampleLevel(weights, weight_sampler, texel / size, 0.0);
 }

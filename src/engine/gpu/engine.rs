@@ -711,17 +711,25 @@ fn to_f16_words(values: &[f32]) -> Vec<half::f16> {
     halves
 }
 
-/// A lowered node's constant on the GPU: a buffer, or a texture's view.
+/// A lowered node's constant on the GPU: a buffer, or a texture's view and
+/// the sampler that reads it.
 enum Constant {
     Buffer(wgpu::Buffer),
-    Texture(wgpu::TextureView),
+    Texture(wgpu::TextureView, wgpu::Sampler),
 }
 
 impl Constant {
     fn resource(&self) -> wgpu::BindingResource<'_> {
         match self {
             Constant::Buffer(b) => b.as_entire_binding(),
-            Constant::Texture(v) => wgpu::BindingResource::TextureView(v),
+            Constant::Texture(v, _) => wgpu::BindingResource::TextureView(v),
+        }
+    }
+
+    fn sampler(&self) -> wgpu::BindingResource<'_> {
+        match self {
+            Constant::Texture(_, s) => wgpu::BindingResource::Sampler(s),
+            Constant::Buffer(_) => unreachable!("the lowering binds samplers of texture constants only"),
         }
     }
 }
@@ -764,7 +772,10 @@ fn upload_constants(device: &wgpu::Device, queue: &wgpu::Queue, l: &Lowered, lab
                         wgpu::util::TextureDataOrder::LayerMajor,
                         contents,
                     );
-                    return Constant::Texture(texture.create_view(&Default::default()));
+                    // Nearest, unfiltered, level 0: every sample is one stored texel.
+                    let sampler =
+                        device.create_sampler(&wgpu::SamplerDescriptor { label: Some(label), ..Default::default() });
+                    return Constant::Texture(texture.create_view(&Default::default()), sampler);
                 }
             };
             Constant::Buffer(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -811,6 +822,7 @@ fn bind_group(
                 Role::Activation(j) => (buffers.activation)(j).as_entire_binding(),
                 Role::Constant(k) => buffers.constants[k].resource(),
                 Role::Output => buffers.output.as_entire_binding(),
+                Role::Sampler(k) => buffers.constants[k].sampler(),
             },
         })
         .collect();

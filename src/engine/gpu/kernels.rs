@@ -150,8 +150,10 @@ pub enum Access {
     Uniform,
     Read,
     Write,
-    /// A sampled 2D texture of f32 texels (`texture_2d<f32>`, read with `textureLoad`).
+    /// A sampled 2D texture of f32 texels (`texture_2d<f32>`, unfilterable).
     Texture,
+    /// A non-filtering sampler.
+    Sampler,
 }
 
 impl Variant {
@@ -204,7 +206,7 @@ impl Variant {
         const CONV_UNIFORM: &[(u32, Access)] =
             &[(0, Uniform), (1, Read), (2, Uniform), (3, Read), (4, Write), (5, Read)];
         const CONV_TEXTURE: &[(u32, Access)] =
-            &[(0, Uniform), (1, Read), (2, Texture), (3, Read), (4, Write), (5, Read)];
+            &[(0, Uniform), (1, Read), (2, Texture), (3, Read), (4, Write), (5, Read), (6, Sampler)];
         const WEIGHTED: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, Write)];
         const UNARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (4, Write)];
         const BINARY: &[(u32, Access)] = &[(0, Uniform), (1, Read), (2, Read), (4, Write)];
@@ -425,6 +427,7 @@ impl Pipelines {
                                 view_dimension: wgpu::TextureViewDimension::D2,
                                 multisampled: false,
                             },
+                            Access::Sampler => wgpu::BindingType::Sampler(wgpu::SamplerBindingType::NonFiltering),
                         },
                         count: None,
                     }

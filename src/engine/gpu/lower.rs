@@ -55,6 +55,8 @@ pub enum Role {
     Constant(usize),
     /// The node's own output.
     Output,
+    /// The sampler of the texture constant with this index.
+    Sampler(usize),
 }
 
 /// How a constant buffer is bound.
@@ -62,8 +64,8 @@ pub enum Role {
 pub enum ConstantBinding {
     Storage,
     Uniform,
-    /// A 2D texture of `WEIGHT_TEXTURE_WIDTH` vec4 texels per row; `data`
-    /// fills whole rows.
+    /// A 2D texture of `WEIGHT_TEXTURE_WIDTH` vec4 texels per row, a power
+    /// of two of rows (`data` fills them), with a nearest sampler.
     Texture,
 }
 
@@ -328,7 +330,8 @@ pub fn lower(
                 }
                 Ok(())
             };
-            let weight_texture_rows = (w.len() / 4).div_ceil(WEIGHT_TEXTURE_WIDTH as usize);
+            // A power of two, so that texel centres are exact binary fractions.
+            let weight_texture_rows = (w.len() / 4).div_ceil(WEIGHT_TEXTURE_WIDTH as usize).next_power_of_two();
             let chosen = match variant {
                 Some(v) => v,
                 None => {
@@ -352,6 +355,7 @@ pub fn lower(
             params.residual = plain_residual as u32;
             let mut constants = Constants::new();
             let mut weight_binding = ConstantBinding::Storage;
+            let mut weight_texture_constants = Constants::new();
             match chosen {
                 Variant::ConvGeneric if packed => {
                     return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
@@ -411,6 +415,7 @@ pub fn lower(
                         }
                         w.resize(rows * WEIGHT_TEXTURE_WIDTH as usize * 4, 0.0);
                         weight_binding = ConstantBinding::Texture;
+                        weight_texture_constants = vec![("WEIGHT_TEXTURE_ROWS", rows as f64)];
                     }
                     constants = vec![
                         ("IN_H", in_h as f64),
@@ -435,6 +440,11 @@ pub fn lower(
                 _ => unreachable!("checked above"),
             }
             constants.extend(shortcut_constants);
+            constants.extend(weight_texture_constants);
+            let mut bindings = bindings;
+            if weight_binding == ConstantBinding::Texture {
+                bindings.push((6, Role::Sampler(0)));
+            }
             let grid = match chosen {
                 // The generic kernel walks the channel blocks in its flat index.
                 Variant::ConvGeneric => threads(out_h as u64 * runs * blocks as u64),
@@ -824,7 +834,10 @@ mod tests {
         assert_eq!(lower(&g, b, None, small, Input::F32).unwrap().unwrap().variant, Variant::ConvWide);
         let l = lower(&g, b, Some(Variant::ConvWideTexture), CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.buffers[0].binding, ConstantBinding::Texture);
-        assert_eq!(l.buffers[0].data.len() % (WEIGHT_TEXTURE_WIDTH as usize * 4), 0, "whole texture rows");
+        let rows = l.buffers[0].data.len() / (WEIGHT_TEXTURE_WIDTH as usize * 4);
+        assert_eq!(rows * WEIGHT_TEXTURE_WIDTH as usize * 4, l.buffers[0].data.len(), "whole texture rows");
+        assert!(rows.is_power_of_two() && l.constants.contains(&("WEIGHT_TEXTURE_ROWS", rows as f64)));
+        assert!(l.bindings.contains(&(6, Role::Sampler(0))));
         // Not a conv kernel for a conv.
         assert!(lower(&g, b, Some(Variant::Add), CAPS, Input::F32).is_err());
     }
