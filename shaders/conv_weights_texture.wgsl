@@ -3,10 +3,11 @@
 // rgba16float with --precision f16), one vec4 per texel, sampled at texel
 // centres with a nearest, unfiltered sampler at level 0: exactly the stored
 // values (the coordinates are exact binary fractions).
-// Why a texture: SwiftShader (Chromium's WebGPU without a GPU) reads a
-// storage buffer at an index that varies at run time (every weight index
-// does: it does not unroll loops) one lane at a time behind a branch each,
-// but fetches texels for all lanes without branches. Why sampled, not
+// Why a texture: the CPU drivers read a storage buffer at an index that
+// varies at run time one lane at a time, behind a branch each (SwiftShader,
+// Chromium's WebGPU without a GPU, for every weight index: it does not
+// unroll loops; lavapipe for every index, with a bounds check per
+// component), but sample a texture for all lanes with one gather. Why sampled, not
 // textureLoad: browsers clamp every textureLoad's coordinates and level
 // against two texture queries first; sampling needs no check (the sampler
 // clamps). The lowering declines layers whose weights need more rows than

@@ -113,9 +113,14 @@ fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
     let model = import::load(&model_h5()).unwrap();
     let graph = passes::optimize(&model.graph);
     let head = dataset::load(&head_bin(), Some(256)).unwrap();
-    for variant in
-        [Variant::ConvWide, Variant::ConvWideTexture, Variant::ConvDirect, Variant::ConvSubgroup, Variant::ConvTiled]
-    {
+    for variant in [
+        Variant::ConvWide,
+        Variant::ConvWideTexture,
+        Variant::ConvDirect,
+        Variant::ConvSubgroup,
+        Variant::ConvSubgroupTexture,
+        Variant::ConvTiled,
+    ] {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         assert!(ctx.f16, "lavapipe has shader-f16");
@@ -269,6 +274,7 @@ fn packed_pixels_of_every_channel_count_match_cpu() {
             Variant::ConvDirect,
             Variant::ConvUniform,
             Variant::ConvSubgroup,
+            Variant::ConvSubgroupTexture,
         ] {
             let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
             let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
@@ -313,7 +319,13 @@ fn a_fused_shortcut_from_the_graph_input_matches_cpu() {
     let images: Vec<f32> = (0..5 * 8 * 6 * 3).map(|_| rng.random_range(0.0f32..255.0)).collect();
     let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
     assert_gpu_matches_cpu(&mut e, &images, 5, "f32 shortcut from the input");
-    for variant in [Variant::ConvWide, Variant::ConvWideTexture, Variant::ConvDirect, Variant::ConvSubgroup] {
+    for variant in [
+        Variant::ConvWide,
+        Variant::ConvWideTexture,
+        Variant::ConvDirect,
+        Variant::ConvSubgroup,
+        Variant::ConvSubgroupTexture,
+    ] {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         let engine = GpuEngine::with_options(ctx, graph.clone(), Tuning::Force(variant), Precision::F16);

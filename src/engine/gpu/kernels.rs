@@ -109,6 +109,8 @@ pub enum Variant {
     ConvUniform,
     /// Specialised conv sharing weight and input loads across a subgroup.
     ConvSubgroup,
+    /// `ConvSubgroup` with the weights in a sampled 2D texture.
+    ConvSubgroupTexture,
     /// Implicit GEMM tiled through workgroup memory.
     ConvTiled,
     BatchNorm,
@@ -157,13 +159,14 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 25] = [
+    pub const ALL: [Variant; 26] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvWide,
         Variant::ConvWideTexture,
         Variant::ConvUniform,
         Variant::ConvSubgroup,
+        Variant::ConvSubgroupTexture,
         Variant::ConvTiled,
         Variant::BatchNorm,
         Variant::Relu,
@@ -186,12 +189,13 @@ impl Variant {
     ];
 
     /// The conv variants, the ones the engine chooses between per layer.
-    pub const CONV: [Variant; 7] = [
+    pub const CONV: [Variant; 8] = [
         Variant::ConvWide,
         Variant::ConvWideTexture,
         Variant::ConvDirect,
         Variant::ConvUniform,
         Variant::ConvSubgroup,
+        Variant::ConvSubgroupTexture,
         Variant::ConvTiled,
         Variant::ConvGeneric,
     ];
@@ -239,6 +243,11 @@ impl Variant {
                 "conv_subgroup",
                 CONV,
             ),
+            Variant::ConvSubgroupTexture => (
+                &["conv_weights_texture.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_subgroup.wgsl"],
+                "conv_subgroup",
+                CONV_TEXTURE,
+            ),
             Variant::ConvTiled => (
                 &["conv_weights_storage.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_tiled.wgsl"],
                 "conv_tiled",
@@ -274,6 +283,7 @@ impl Variant {
             Variant::ConvWideTexture => "conv_wide_texture_weights",
             Variant::ConvUniform => "conv_uniform_weights",
             Variant::ConvSubgroup => "conv_subgroup",
+            Variant::ConvSubgroupTexture => "conv_subgroup_texture_weights",
             Variant::ConvTiled => "conv_tiled",
             Variant::BatchNorm => "batch_norm",
             Variant::Relu => "relu",
@@ -304,6 +314,7 @@ impl Variant {
                 | Variant::ConvWide
                 | Variant::ConvWideTexture
                 | Variant::ConvSubgroup
+                | Variant::ConvSubgroupTexture
                 | Variant::ConvTiled
                 | Variant::Head
         )
@@ -311,7 +322,12 @@ impl Variant {
 
     /// Whether the shader uses subgroup operations (needs `Features::SUBGROUP`).
     pub fn uses_subgroups(self) -> bool {
-        self == Variant::ConvSubgroup
+        matches!(self, Variant::ConvSubgroup | Variant::ConvSubgroupTexture)
+    }
+
+    /// Whether the conv weights are a sampled texture (`conv_weights_texture.wgsl`).
+    pub fn samples_weights(self) -> bool {
+        matches!(self, Variant::ConvWideTexture | Variant::ConvSubgroupTexture)
     }
 
     pub fn from_name(name: &str) -> Option<Variant> {
@@ -328,6 +344,7 @@ impl Variant {
                 | Variant::ConvWideTexture
                 | Variant::ConvUniform
                 | Variant::ConvSubgroup
+                | Variant::ConvSubgroupTexture
                 | Variant::ConvTiled
         )
     }

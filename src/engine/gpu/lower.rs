@@ -366,6 +366,7 @@ pub fn lower(
                 | Variant::ConvWideTexture
                 | Variant::ConvUniform
                 | Variant::ConvSubgroup
+                | Variant::ConvSubgroupTexture
                 | Variant::ConvTiled => {
                     specialised(chosen)?;
                     if chosen == Variant::ConvTiled && shortcut.is_some() {
@@ -374,7 +375,7 @@ pub fn lower(
                     if chosen == Variant::ConvTiled && in_c % 16 != 0 {
                         return Err(decline(chosen, format!("needs input channels in multiples of 16, not {in_c}")));
                     }
-                    if chosen == Variant::ConvSubgroup && !caps.subgroups {
+                    if chosen.uses_subgroups() && !caps.subgroups {
                         return Err(decline(chosen, "needs subgroups of at least 8 invocations".into()));
                     }
                     if chosen == Variant::ConvUniform && caps.precision == Precision::F16 {
@@ -402,7 +403,7 @@ pub fn lower(
                         w.resize(UNIFORM_WEIGHTS as usize * 4, 0.0);
                         weight_binding = ConstantBinding::Uniform;
                     }
-                    if chosen == Variant::ConvWideTexture {
+                    if chosen.samples_weights() {
                         let rows = weight_texture_rows;
                         if rows > caps.max_texture_dimension_2d as usize {
                             return Err(decline(

@@ -138,13 +138,19 @@ pub fn model_key(graph: &Graph) -> String {
     format!("model {} {:016x}", graph.name, fnv1a(text.as_bytes()))
 }
 
-/// A fingerprint of the kernels this build compiles (every shader file and
-/// the generated constants): a choice timed on other kernels is not reused.
+/// A fingerprint of the kernels this build compiles (every shader file, the
+/// generated constants and the variants made of them): a choice timed on
+/// other kernels is not reused.
 pub fn kernels_key() -> String {
     let mut text = super::kernels::generated_constants(super::kernels::Precision::F32);
     for (file, body) in super::kernels::SHADER_SOURCES {
         text.push_str(file);
         text.push_str(body);
+    }
+    // A new variant may combine files that exist already.
+    for v in Variant::ALL {
+        text.push_str(v.name());
+        text.push_str(&v.files(Input::F32).join(","));
     }
     format!("kernels {:016x}", fnv1a(text.as_bytes()))
 }
