@@ -332,13 +332,15 @@ pub fn lower(
             };
             // A power of two, so that texel centres are exact binary fractions.
             let weight_texture_rows = (w.len() / 4).div_ceil(WEIGHT_TEXTURE_WIDTH as usize).next_power_of_two();
+            let weight_texture_fits =
+                WEIGHT_TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d;
             let chosen = match variant {
                 Some(v) => v,
                 None => {
                     if specialised(Variant::ConvWide).is_ok() || packed || caps.precision == Precision::F16 {
                         // Weights through a texture where they fit: faster on every
                         // adapter measured (SwiftShader, lavapipe, llvmpipe GL).
-                        if weight_texture_rows <= caps.max_texture_dimension_2d as usize {
+                        if weight_texture_fits {
                             Variant::ConvWideTexture
                         } else {
                             Variant::ConvWide
@@ -405,11 +407,12 @@ pub fn lower(
                     }
                     if chosen.samples_weights() {
                         let rows = weight_texture_rows;
-                        if rows > caps.max_texture_dimension_2d as usize {
+                        if !weight_texture_fits {
                             return Err(decline(
                                 chosen,
                                 format!(
-                                    "needs a weight texture of {rows} rows, over the adapter's {}",
+                                    "needs a {WEIGHT_TEXTURE_WIDTH} × {rows} weight texture, over the adapter's \
+                                     {} texels per side",
                                     caps.max_texture_dimension_2d
                                 ),
                             ));
@@ -831,7 +834,9 @@ mod tests {
         // A texture too short for the weights refuses the texture-weights
         // variant, and the default falls back to the storage-buffer one.
         let err = lower(&g, b, Some(Variant::ConvWideTexture), small, Input::F32).err().unwrap();
-        assert!(err.to_string().contains("1 rows, over the adapter's 0"), "{err}");
+        assert!(err.to_string().contains("1024 × 1 weight texture, over the adapter's 0"), "{err}");
+        let narrow = DeviceCaps { max_texture_dimension_2d: WEIGHT_TEXTURE_WIDTH - 1, ..CAPS };
+        assert!(lower(&g, b, Some(Variant::ConvWideTexture), narrow, Input::F32).is_err(), "rows narrower than 1024");
         assert_eq!(lower(&g, b, None, small, Input::F32).unwrap().unwrap().variant, Variant::ConvWide);
         let l = lower(&g, b, Some(Variant::ConvWideTexture), CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.buffers[0].binding, ConstantBinding::Texture);
