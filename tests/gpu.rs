@@ -113,14 +113,7 @@ fn vulkan_f16_matches_cpu_within_the_permissive_tolerance() {
     let model = import::load(&model_h5()).unwrap();
     let graph = passes::optimize(&model.graph);
     let head = dataset::load(&head_bin(), Some(256)).unwrap();
-    for variant in [
-        Variant::ConvWide,
-        Variant::ConvWideTexture,
-        Variant::ConvDirect,
-        Variant::ConvSubgroup,
-        Variant::ConvSubgroupTexture,
-        Variant::ConvTiled,
-    ] {
+    for variant in Variant::CONV.into_iter().filter(|v| v.takes_f16()) {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         assert!(ctx.f16, "lavapipe has shader-f16");
@@ -268,14 +261,8 @@ fn packed_pixels_of_every_channel_count_match_cpu() {
         let path = dir.path().join(format!("c{channels}.h5"));
         b.write_h5(&path, &y, NameStrings::VarLen);
         let graph = passes::optimize(&import::load(&path).unwrap().graph);
-        for variant in [
-            Variant::ConvWide,
-            Variant::ConvWideTexture,
-            Variant::ConvDirect,
-            Variant::ConvUniform,
-            Variant::ConvSubgroup,
-            Variant::ConvSubgroupTexture,
-        ] {
+        // Every kernel with an input part but the tiled one (16-channel steps).
+        for variant in Variant::CONV.into_iter().filter(|&v| v.takes_input_part() && v != Variant::ConvTiled) {
             let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
             let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
             let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
@@ -319,13 +306,8 @@ fn a_fused_shortcut_from_the_graph_input_matches_cpu() {
     let images: Vec<f32> = (0..5 * 8 * 6 * 3).map(|_| rng.random_range(0.0f32..255.0)).collect();
     let Some(mut e) = engine(wgpu::Backends::VULKAN, &graph) else { return };
     assert_gpu_matches_cpu(&mut e, &images, 5, "f32 shortcut from the input");
-    for variant in [
-        Variant::ConvWide,
-        Variant::ConvWideTexture,
-        Variant::ConvDirect,
-        Variant::ConvSubgroup,
-        Variant::ConvSubgroupTexture,
-    ] {
+    // Every f16 kernel but the tiled one (it declines a fused shortcut).
+    for variant in Variant::CONV.into_iter().filter(|&v| v.takes_f16() && v != Variant::ConvTiled) {
         let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };
         let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
         let engine = GpuEngine::with_options(ctx, graph.clone(), Tuning::Force(variant), Precision::F16);

@@ -363,13 +363,8 @@ pub fn lower(
                     return Err(decline(chosen, "reads f32 activations, not the 8-bit input".into()));
                 }
                 Variant::ConvGeneric => {}
-                Variant::ConvDirect
-                | Variant::ConvWide
-                | Variant::ConvWideTexture
-                | Variant::ConvUniform
-                | Variant::ConvSubgroup
-                | Variant::ConvSubgroupTexture
-                | Variant::ConvTiled => {
+                // The specialised convs: the ones made with an input part.
+                _ if chosen.takes_input_part() => {
                     specialised(chosen)?;
                     if chosen == Variant::ConvTiled && shortcut.is_some() {
                         return Err(decline(chosen, "does not compute a fused shortcut".into()));
