@@ -10,8 +10,8 @@
 // component), but sample a texture for all lanes with one gather. Why sampled, not
 // textureLoad: browsers clamp every textureLoad's coordinates and level
 // against two texture queries first; sampling needs no check (the sampler
-// clamps). The lowering declines layers whose weights need more rows than
-// the adapter's 2D textures have.
+// clamps). The lowering declines layers whose weights need a larger texture
+// than the adapter's 2D textures.
 
 override WEIGHT_TEXTURE_ROWS: u32;
 

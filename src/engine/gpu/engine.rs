@@ -746,45 +746,44 @@ fn upload_constants(device: &wgpu::Device, queue: &wgpu::Queue, l: &Lowered, lab
             } else {
                 bytemuck::cast_slice(&b.data)
             };
-            let usage = match b.binding {
-                ConstantBinding::Storage => wgpu::BufferUsages::STORAGE,
-                ConstantBinding::Uniform => wgpu::BufferUsages::UNIFORM,
-                ConstantBinding::Texture => {
-                    // Whole rows of vec4 texels (the lowering pads to them).
-                    let rows = (b.data.len() / 4) as u32 / WEIGHT_TEXTURE_WIDTH;
-                    let descriptor = wgpu::TextureDescriptor {
-                        label: Some(label),
-                        size: wgpu::Extent3d { width: WEIGHT_TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
-                        mip_level_count: 1,
-                        sample_count: 1,
-                        dimension: wgpu::TextureDimension::D2,
-                        format: if b.half {
-                            wgpu::TextureFormat::Rgba16Float
-                        } else {
-                            wgpu::TextureFormat::Rgba32Float
-                        },
-                        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                        view_formats: &[],
-                    };
-                    let texture = device.create_texture_with_data(
-                        queue,
-                        &descriptor,
-                        wgpu::util::TextureDataOrder::LayerMajor,
-                        contents,
-                    );
-                    // Nearest, unfiltered, level 0: every sample is one stored texel.
-                    let sampler =
-                        device.create_sampler(&wgpu::SamplerDescriptor { label: Some(label), ..Default::default() });
-                    return Constant::Texture(texture.create_view(&Default::default()), sampler);
-                }
+            let buffer = |usage| {
+                let descriptor = wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage };
+                Constant::Buffer(device.create_buffer_init(&descriptor))
             };
-            Constant::Buffer(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage,
-            }))
+            match b.binding {
+                ConstantBinding::Storage => buffer(wgpu::BufferUsages::STORAGE),
+                ConstantBinding::Uniform => buffer(wgpu::BufferUsages::UNIFORM),
+                ConstantBinding::Texture => upload_texture(device, queue, b, contents, label),
+            }
         })
         .collect()
+}
+
+/// A texture constant: `WEIGHT_TEXTURE_WIDTH` vec4 texels per row (the
+/// lowering pads `b.data` to whole rows), and a nearest, unfiltered sampler,
+/// so that every sample at level 0 is one stored texel.
+fn upload_texture(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    b: &lower::ConstantBuffer,
+    contents: &[u8],
+    label: &str,
+) -> Constant {
+    let rows = (b.data.len() / 4) as u32 / WEIGHT_TEXTURE_WIDTH;
+    let descriptor = wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d { width: WEIGHT_TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: if b.half { wgpu::TextureFormat::Rgba16Float } else { wgpu::TextureFormat::Rgba32Float },
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    };
+    let texture =
+        device.create_texture_with_data(queue, &descriptor, wgpu::util::TextureDataOrder::LayerMajor, contents);
+    let sampler = device.create_sampler(&wgpu::SamplerDescriptor { label: Some(label), ..Default::default() });
+    Constant::Texture(texture.create_view(&Default::default()), sampler)
 }
 
 /// The buffers a lowered node's roles bind to.

@@ -17,8 +17,8 @@ pub const CONV_CHANNEL_BLOCK: u32 = 16;
 /// vec4s in the uniform weight buffer of `conv_uniform` (64 KiB, WebGPU's
 /// default `max_uniform_buffer_binding_size`).
 pub const UNIFORM_WEIGHTS: u32 = 4096;
-/// Texels (weight vec4s) per row of the weight texture of `conv_wide_texture_weights`
-/// (`WEIGHT_TEXTURE_WIDTH`; WebGPU guarantees 8192).
+/// Texels (weight vec4s) per row of the weight texture of the
+/// `*_texture_weights` convs (`WEIGHT_TEXTURE_WIDTH`; WebGPU guarantees 8192).
 pub const WEIGHT_TEXTURE_WIDTH: u32 = 1024;
 // conv_tiled.wgsl: WG invocations stage one 16-channel × CB weight tile, one vec4 each.
 const _: () = assert!(WORKGROUP_SIZE == 4 * CONV_CHANNEL_BLOCK && CONV_CHANNEL_BLOCK == 16);

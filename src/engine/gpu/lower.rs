@@ -274,7 +274,7 @@ pub fn lower(
                 return Err(decline(v, "is not a conv kernel".into()));
             }
             let skip = if *residual { node.inputs[1] } else { input };
-            let bindings = vec![
+            let mut bindings = vec![
                 (0, Role::Params),
                 (1, Role::Activation(input)),
                 (2, Role::Constant(0)),
@@ -440,7 +440,6 @@ pub fn lower(
             }
             constants.extend(shortcut_constants);
             constants.extend(weight_texture_constants);
-            let mut bindings = bindings;
             if weight_binding == ConstantBinding::Texture {
                 bindings.push((6, Role::Sampler(0)));
             }
