@@ -50,7 +50,30 @@ fn assert_gpu_matches_cpu_within(engine: &mut GpuEngine, images: &[f32], n: usiz
         worst = worst.max(d.max_rel);
     }
     eprintln!("{what}, batch {n}: {} layers within tolerance, worst relative error {worst:e}", graph.nodes.len());
-    assert_eq!(argmax_rows(&gpu_out[graph.output], 10), argmax_rows(&cpu_out[graph.output], 10));
+    // The same class wherever the tolerance cannot flip it: the kernels that
+    // sum in another order than the CPU (within ~1e-6) may pick either of two
+    // classes whose probabilities are closer than twice the output's bound;
+    // random inputs past the pixel range make such near-ties (about one in
+    // several thousand rows). Elsewhere a different class is a wrong answer.
+    let (gpu, cpu) = (&gpu_out[graph.output], &cpu_out[graph.output]);
+    let bound = tol.bound(cpu.iter().fold(0.0f32, |m, v| m.max(v.abs())));
+    let mut near_ties = 0;
+    for (row, (g, c)) in argmax_rows(gpu, 10).into_iter().zip(argmax_rows(cpu, 10)).enumerate() {
+        let probs = &cpu[row * 10..(row + 1) * 10];
+        let second = probs.iter().enumerate().filter(|&(i, _)| i != c).fold(f32::MIN, |m, (_, &v)| m.max(v));
+        if probs[c] - second <= 2.0 * bound {
+            if g != c {
+                near_ties += 1;
+                eprintln!(
+                    "{what}, batch {n}: row {row}, top two {:e} apart: class {g} on the GPU, {c} on the CPU",
+                    probs[c] - second
+                );
+            }
+            continue;
+        }
+        assert_eq!(g, c, "{what}, batch {n}: row {row} is class {g} on the GPU, {c} on the CPU");
+    }
+    assert!(near_ties <= n / 100 + 1, "{what}, batch {n}: {near_ties} near-ties (within 2 × {bound:e}) differ");
 }
 
 fn check_backend(backends: wgpu::Backends, batches: &[usize]) {
