@@ -14,6 +14,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Output piped into a reader that stops early (`resnet8 devices | head
+    // -1`) ends the process quietly, as for other command-line tools, instead
+    // of a panic on the next print (Rust ignores SIGPIPE by default).
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = commands::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

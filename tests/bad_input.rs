@@ -137,3 +137,24 @@ fn missing_dataset() {
         "/nonexistent/data.bin",
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_without_a_panic() {
+    // `resnet8 info | head -0`: the reader is gone before the first line
+    // (the binary reads the model file first).
+    let mut child = {
+        let _guard = fork_lock();
+        std::process::Command::new(env!("CARGO_BIN_EXE_resnet8"))
+            .args(["info", "--model", model_h5().to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts")
+    };
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+    assert_eq!(signal, Some(libc::SIGPIPE), "ended by SIGPIPE, as `head` expects: {:?} {stderr}", out.status);
+}
