@@ -35,8 +35,10 @@ override RESIDUAL: bool;
 // Activations are stored as `act` (f32, or f16 with --precision f16; the
 // host generates the alias); arithmetic is f32.
 @group(0) @binding(4) var<storage, read_write> dst: array<vec4<act>>;
-// The block's other input when RESIDUAL (else the input again, unread).
-@group(0) @binding(5) var<storage, read> residual: array<vec4<act>>;
+// Binding 5, the block's other input when RESIDUAL or SHORTCUT (else the
+// input again, unread), is read through `skip4(i)` (vec4 i, widened to f32),
+// which conv_skip_storage.wgsl defines (conv_input_texture.wgsl for the
+// texture kernel).
 
 // 4 pixels (a..d) × 16 output channels (4 vec4s), for helpers that return them.
 struct Acc {
@@ -67,7 +69,7 @@ fn shortcut_bias(b: u32) -> Acc {
 // Shortcut input channels c4 of pixel `pixel` (of the SC_H × SC_W input), or
 // zeros for a pixel past the output row.
 fn shortcut_input4(pixel: u32, c4: u32, inside: bool) -> vec4<f32> {
-    return select(vec4<f32>(0.0), vec4<f32>(residual[select(0u, pixel * (SC_C / 4u) + c4, inside)]), inside);
+    return select(vec4<f32>(0.0), skip4(select(0u, pixel * (SC_C / 4u) + c4, inside)), inside);
 }
 
 // The input pixel the shortcut reads for output pixel (n, oy, ox).
@@ -109,7 +111,7 @@ fn finish(index: u32, c: u32, acc: vec4<f32>) {
     }
     var y = acc;
     if (RESIDUAL) {
-        y += vec4<f32>(residual[index]);
+        y += skip4(index);
     }
     if (RELU) {
         y = max(y, vec4<f32>(0.0));

@@ -18,11 +18,31 @@
 // end (no early return, no divergent `continue`), as subgroup operations
 // require.
 
+// Lanes that share a tap's 16 weight vec4s: 16 (one load each) where every
+// subgroup of the adapter has at least 16 invocations (lavapipe at 512 bits),
+// else 8 (two loads each).
+override WEIGHT_LANES: u32;
+
 // One tap over 4 input channels: x* are those channels at pixels a..d, `w`
-// the index of the first weight vec4 (row stride `o4`).
+// the index of the first weight vec4 (row stride `o4`), `lane` the
+// invocation's subgroup lane.
 fn tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
-       w: u32, o4: u32, lane8: u32) {
+       w: u32, o4: u32, lane: u32) {
     // vec4 k (0..15) of the tap: input channel k / 4, output vec4 k % 4.
+    if (WEIGHT_LANES == 16u) {
+        let l = lane % 16u;
+        let v = weight(w + (l / 4u) * o4 + l % 4u);
+        mac(acc, xa.x, xb.x, xc.x, xd.x, subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u),
+            subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u));
+        mac(acc, xa.y, xb.y, xc.y, xd.y, subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u),
+            subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
+        mac(acc, xa.z, xb.z, xc.z, xd.z, subgroupBroadcast(v, 8u), subgroupBroadcast(v, 9u),
+            subgroupBroadcast(v, 10u), subgroupBroadcast(v, 11u));
+        mac(acc, xa.w, xb.w, xc.w, xd.w, subgroupBroadcast(v, 12u), subgroupBroadcast(v, 13u),
+            subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u));
+        return;
+    }
+    let lane8 = lane % 8u;
     let lo = weight(w + (lane8 / 4u) * o4 + lane8 % 4u);
     let hi = weight(w + (lane8 / 4u + 2u) * o4 + lane8 % 4u);
     mac(acc, xa.x, xb.x, xc.x, xd.x, subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u),
@@ -50,7 +70,6 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let block = wid.y;
     let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u);
     let b = block * (CB / 4u);
-    let lane8 = lane % 8u;
     var acc = Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
                   bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
                   bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
@@ -86,9 +105,9 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                     xr = input4(pa + PX, c4, has_right);
                 }
                 let wc = w + c4 * 4u * o4;
-                tap(&acc, xl, xa, xb, xc, wc, o4, lane8);
-                tap(&acc, xa, xb, xc, xd, wc + IN_C * o4, o4, lane8);
-                tap(&acc, xb, xc, xd, xr, wc + 2u * IN_C * o4, o4, lane8);
+                tap(&acc, xl, xa, xb, xc, wc, o4, lane);
+                tap(&acc, xa, xb, xc, xd, wc + IN_C * o4, o4, lane);
+                tap(&acc, xb, xc, xd, xr, wc + 2u * IN_C * o4, o4, lane);
             }
         }
     } else if (KW == 3u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
@@ -112,9 +131,9 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                 let s7 = input4(row + 7u, c4, vy && ix + 7u < IN_W);
                 let s8 = input4(row + 8u, c4, vy && ix + 8u < IN_W);
                 let wc = w + c4 * 4u * o4;
-                tap(&acc, s0, s2, s4, s6, wc, o4, lane8);
-                tap(&acc, s1, s3, s5, s7, wc + IN_C * o4, o4, lane8);
-                tap(&acc, s2, s4, s6, s8, wc + 2u * IN_C * o4, o4, lane8);
+                tap(&acc, s0, s2, s4, s6, wc, o4, lane);
+                tap(&acc, s1, s3, s5, s7, wc + IN_C * o4, o4, lane);
+                tap(&acc, s2, s4, s6, s8, wc + 2u * IN_C * o4, o4, lane);
             }
         }
     } else {
@@ -135,7 +154,7 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                     let xb = input4(row + u32(ix + s), c4, ib);
                     let xc = input4(row + u32(ix + 2 * s), c4, ic);
                     let xd = input4(row + u32(ix + 3 * s), c4, id);
-                    tap(&acc, xa, xb, xc, xd, w + c4 * 4u * o4, o4, lane8);
+                    tap(&acc, xa, xb, xc, xd, w + c4 * 4u * o4, o4, lane);
                 }
             }
         }
@@ -150,7 +169,7 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
             let xb = shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W);
             let xc = shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W);
             let xd = shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W);
-            tap(&sc, xa, xb, xc, xd, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane8);
+            tap(&sc, xa, xb, xc, xd, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane);
         }
         acc.a0 += sc.a0; acc.a1 += sc.a1; acc.a2 += sc.a2; acc.a3 += sc.a3;
         acc.b0 += sc.b0; acc.b1 += sc.b1; acc.b2 += sc.b2; acc.b3 += sc.b3;

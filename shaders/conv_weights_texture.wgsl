@@ -1,4 +1,4 @@
-// conv.wgsl's weights in a 2D texture of WEIGHT_TEXTURE_WIDTH texels per row
+// conv.wgsl's weights in a 2D texture of TEXTURE_WIDTH texels per row
 // and WEIGHT_TEXTURE_ROWS rows (both powers of two; rgba32float, or
 // rgba16float with --precision f16), one vec4 per texel, sampled at texel
 // centres with a nearest, unfiltered sampler at level 0: exactly the stored
@@ -19,7 +19,7 @@ override WEIGHT_TEXTURE_ROWS: u32;
 @group(0) @binding(6) var weight_sampler: sampler;
 
 fn weight(i: u32) -> vec4<f32> {
-    let texel = vec2<f32>(f32(i % WEIGHT_TEXTURE_WIDTH), f32(i / WEIGHT_TEXTURE_WIDTH)) + 0.5;
-    let size = vec2<f32>(f32(WEIGHT_TEXTURE_WIDTH), f32(WEIGHT_TEXTURE_ROWS));
+    let texel = vec2<f32>(f32(i % TEXTURE_WIDTH), f32(i / TEXTURE_WIDTH)) + 0.5;
+    let size = vec2<f32>(f32(TEXTURE_WIDTH), f32(WEIGHT_TEXTURE_ROWS));
     return textureSampleLevel(weights, weight_sampler, texel / size, 0.0);
 }

@@ -68,11 +68,13 @@ fn resnet8_pipelines_translate_to_spirv_msl_and_hlsl() {
     let int8 = import::load(&common::data_dir().join("models/pretrainedResnet_quant.tflite")).unwrap();
     let mut pipelines = BTreeSet::new();
     let graphs = [model.graph.clone(), passes::optimize(&model.graph), int8.graph];
-    for (graph, precision) in graphs.iter().flat_map(|g| [(g, Precision::F32), (g, Precision::F16)]) {
+    // Subgroup kernels share weights over 8 lanes, or 16 where every subgroup has 16.
+    let configs = [(Precision::F32, 8), (Precision::F32, 16), (Precision::F16, 8), (Precision::F16, 16)];
+    for (graph, (precision, subgroup_lanes)) in graphs.iter().flat_map(|g| configs.map(|c| (g, c))) {
         let caps = DeviceCaps {
             max_uniform_buffer_binding_size: 65536,
             max_texture_dimension_2d: 8192,
-            subgroups: true,
+            subgroup_lanes,
             precision,
         };
         for id in 0..graph.nodes.len() {

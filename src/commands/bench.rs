@@ -186,6 +186,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.json {
         let v = json!({
             "dispatches_per_batch": plan.as_ref().map(|p| p.dispatches),
+            "texture_copies_per_batch": plan.as_ref().map(|p| p.texture_copies),
             "activation_bytes_per_image": plan.as_ref().map(|p| p.activation_bytes_per_image),
             "input_bytes_per_image": plan.as_ref().map(|p| p.input_bytes_per_image),
             "kernels": plan.as_ref().map(|p| &p.kernels),
@@ -252,8 +253,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(p) = &plan {
         println!(
-            "dispatches per batch: {}; activation bytes moved per image: {} ({:.2} MB); uploaded per image: {} bytes ({})",
+            "dispatches per batch: {} (and {} activation copies to textures); activation bytes moved per image: {} ({:.2} MB); uploaded per image: {} bytes ({})",
             p.dispatches,
+            p.texture_copies,
             p.activation_bytes_per_image,
             p.activation_bytes_per_image as f64 / 1e6,
             p.input_bytes_per_image,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Input, Pipelines, Precision, Variant, WEIGHT_TEXTURE_WIDTH};
+use super::kernels::{Input, Pipelines, Precision, Variant, TEXTURE_WIDTH};
 use super::lower::{self, ConstantBinding, DeviceCaps, Lowered, Role};
 use super::memory::{self, MemoryPlan};
 use super::profile::Timestamps;
@@ -28,6 +28,8 @@ struct Plan {
     batch: usize,
     packed: bool,
     dispatches: Vec<Dispatch>,
+    /// Values copied into their slot's texture after their producer ran.
+    texture_values: Vec<NodeId>,
 }
 
 /// Plans kept for batch sizes seen (a full batch and a dataset's last, partial one).
@@ -43,7 +45,10 @@ struct Dispatch {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PlanSummary {
     pub dispatches: usize,
-    /// Activation bytes every dispatch reads and writes, per image.
+    /// Buffer-to-texture copies of activations per batch (for kernels that
+    /// read their input from a texture).
+    pub texture_copies: usize,
+    /// Activation bytes every dispatch and copy reads and writes, per image.
     pub activation_bytes_per_image: u64,
     /// Whether 8-bit pixel inputs go to the GPU as bytes, one per value.
     pub packed_input: bool,
@@ -66,6 +71,9 @@ pub struct GpuEngine {
     memory: MemoryPlan,
     /// The activation buffers, each holding `slot_capacity` images of the largest layer.
     slots: Vec<wgpu::Buffer>,
+    /// Per slot, a 2D texture of as many values, where a kernel reads a value
+    /// of that slot as a texture (see [`Role::ActivationTexture`]).
+    slot_textures: Vec<Option<wgpu::TextureView>>,
     slot_capacity: usize,
     plans: Vec<Plan>,
     profile: bool,
@@ -98,7 +106,7 @@ impl GpuEngine {
         let caps = DeviceCaps {
             max_uniform_buffer_binding_size: ctx.limits.max_uniform_buffer_binding_size,
             max_texture_dimension_2d: ctx.limits.max_texture_dimension_2d,
-            subgroups: ctx.subgroup_kernels(),
+            subgroup_lanes: if ctx.subgroup_kernels() { ctx.adapter.subgroup_min_size } else { 0 },
             precision,
         };
         let alias: Vec<bool> = graph.nodes.iter().map(|n| lower::is_alias(&n.op)).collect();
@@ -116,6 +124,7 @@ impl GpuEngine {
             packed_steps: None,
             memory,
             slots: vec![],
+            slot_textures: vec![],
             slot_capacity: 0,
             plans: vec![],
             profile: false,
@@ -278,7 +287,9 @@ impl GpuEngine {
                 n.size() as u64 * self.value_bytes(j)
             }
         };
-        let mut bytes = 0u64;
+        let copied = self.texture_values(packed);
+        // A copy reads the buffer and writes the texture.
+        let mut bytes: u64 = copied.iter().map(|&j| 2 * stored(j)).sum();
         let mut kernels = Vec::new();
         for id in 0..g.nodes.len() {
             let Some(step) = self.step(id, packed) else { continue };
@@ -287,7 +298,10 @@ impl GpuEngine {
                 .lowered
                 .bindings
                 .iter()
-                .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
+                .filter_map(|(_, r)| match r {
+                    Role::Activation(j) | Role::ActivationTexture(j) => Some(*j),
+                    _ => None,
+                })
                 .collect();
             // A conv without a residual binds its input twice but reads it once.
             read.dedup();
@@ -296,6 +310,7 @@ impl GpuEngine {
         }
         PlanSummary {
             dispatches: kernels.len(),
+            texture_copies: copied.len(),
             activation_bytes_per_image: bytes,
             packed_input: packed,
             input_bytes_per_image: stored(g.input),
@@ -303,8 +318,37 @@ impl GpuEngine {
         }
     }
 
-    /// The largest batch one submission can hold on this adapter, and the
-    /// limit that decides it.
+    /// The values some kernel reads as a texture ([`Role::ActivationTexture`]):
+    /// each is copied from its buffer into its slot's texture after its
+    /// producer ran.
+    fn texture_values(&self, packed: bool) -> Vec<NodeId> {
+        let mut values: Vec<NodeId> = (0..self.graph.nodes.len())
+            .filter_map(|id| self.step(id, packed))
+            .flat_map(|s| s.lowered.bindings.iter())
+            .filter_map(|(_, r)| if let Role::ActivationTexture(j) = r { Some(*j) } else { None })
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    }
+
+    /// The values read as textures with either storage of the graph input.
+    fn texture_values_of_both_plans(&self) -> Vec<NodeId> {
+        let mut values = self.texture_values(false);
+        values.extend(self.texture_values(true));
+        values
+    }
+
+    /// Texels (vec4s) of node `id`'s output for `batch` images.
+    fn texels(&self, id: NodeId, batch: usize) -> u64 {
+        self.graph.nodes[id].size() as u64 * batch as u64 / 4
+    }
+
+    /// Rows of `TEXTURE_WIDTH` vec4 texels that hold a slot of `batch` images.
+    fn slot_texture_rows(&self, batch: usize) -> u64 {
+        (self.memory.slot_values_per_image * batch as u64).div_ceil(4 * TEXTURE_WIDTH as u64).max(1)
+    }
+
     /// The largest batch one submission holds, and the limit that decides it.
     pub fn max_batch(&self) -> (usize, &'static str) {
         let l = &self.ctx.limits;
@@ -326,8 +370,14 @@ impl GpuEngine {
             let wg = l.max_compute_workgroups_per_dimension as u64;
             wg * wg * super::kernels::WORKGROUP_SIZE as u64 / max_threads
         };
+        let by_texture = if !self.texture_values_of_both_plans().is_empty() {
+            l.max_texture_dimension_2d as u64 * 4 * TEXTURE_WIDTH as u64 / self.memory.slot_values_per_image
+        } else {
+            u64::MAX
+        };
         let candidates = [
             (by_binding, "max_storage_buffer_binding_size"),
+            (by_texture, "max_texture_dimension_2d (activations read as textures)"),
             (by_buffer, "max_buffer_size"),
             (by_index, "32-bit shader indexing"),
             (by_dispatch, "max_compute_workgroups_per_dimension"),
@@ -360,6 +410,16 @@ impl GpuEngine {
                     })
                 })
                 .collect();
+            let mut textured = vec![false; self.memory.slots];
+            for j in self.texture_values_of_both_plans() {
+                textured[self.memory.slot_of[j]] = true;
+            }
+            let rows = self.slot_texture_rows(batch) as u32;
+            self.slot_textures = textured
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| t.then(|| activation_texture(&self.ctx.device, rows, &format!("activations {i}"))))
+                .collect();
             self.slot_capacity = batch;
         }
         if let Some(i) = self.plans.iter().position(|p| p.batch == batch && p.packed == packed) {
@@ -382,12 +442,16 @@ impl GpuEngine {
             let device = &self.ctx.device;
             let name = &self.graph.nodes[id].name;
             let slot = |node: NodeId| &self.slots[self.memory.slot_of[node]];
+            let texture = |node: NodeId| {
+                self.slot_textures[self.memory.slot_of[node]].as_ref().expect("textures made for every texture value")
+            };
             let layout = &self.pipelines.built(&l.pipeline_key()).layout;
-            let buffers = Buffers { activation: &slot, constants: &step.buffers, output: slot(id) };
+            let buffers =
+                Buffers { activation: &slot, activation_texture: &texture, constants: &step.buffers, output: slot(id) };
             let bind_group = bind_group(device, layout, l, batch, name, buffers);
             dispatches.push(Dispatch { node: id, bind_group, workgroups: l.workgroups(batch as u64, max_dim) });
         }
-        Plan { batch, packed, dispatches }
+        Plan { batch, packed, dispatches, texture_values: self.texture_values(packed) }
     }
 
     /// Runs any number of images, split into batches the adapter can hold;
@@ -517,6 +581,11 @@ impl GpuEngine {
                 let src = &slots[slot_of[nodes[k]]];
                 encoder.copy_buffer_to_buffer(src, 0, &readback, offsets[k], sizes[k]);
             }
+            if plan.texture_values.contains(&node) {
+                let texture =
+                    self.slot_textures[slot_of[node]].as_ref().expect("textures made for every texture value");
+                copy_to_texture(encoder, &slots[slot_of[node]], texture.texture(), self.texels(node, batch));
+            }
         };
         copy_out(&mut encoder, self.graph.input);
         for (d, dispatch) in plan.dispatches.iter().enumerate() {
@@ -600,9 +669,9 @@ impl GpuEngine {
     }
 
     /// Times node `id` alone with `variant` on `batch` images (zeros), in
-    /// ms per dispatch: the best of `submissions` after a warm-up, or the
-    /// warm-up alone when it took over 3 × `beaten_by` (a variant that slow
-    /// cannot win). GPU time from timestamp queries where the adapter has
+    /// ms per dispatch: the best of `submissions` after an untimed warm-up,
+    /// or the first alone when it took over 3 × `beaten_by` (a variant that
+    /// slow cannot win). GPU time from timestamp queries where the adapter has
     /// them, else the wall clock around the wait. Native only.
     #[cfg(feature = "native")]
     pub fn time_variant(
@@ -623,7 +692,7 @@ impl GpuEngine {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("tuning"),
                 size: bytes.max(16),
-                usage: wgpu::BufferUsages::STORAGE,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             })
         };
@@ -633,11 +702,30 @@ impl GpuEngine {
         let inputs: HashMap<NodeId, wgpu::Buffer> = l
             .bindings
             .iter()
-            .filter_map(|(_, r)| if let Role::Activation(j) = r { Some(*j) } else { None })
+            .filter_map(|(_, r)| match r {
+                // A texture's value too: the copy into the texture reads it.
+                Role::Activation(j) | Role::ActivationTexture(j) => Some(*j),
+                _ => None,
+            })
             .map(|j| (j, activation(j)))
             .collect();
+        // Each texture with the texels its copy fills.
+        let textures: HashMap<NodeId, (wgpu::TextureView, u64)> = l
+            .bindings
+            .iter()
+            .filter_map(|(_, r)| if let Role::ActivationTexture(j) = r { Some(*j) } else { None })
+            .map(|j| {
+                let view = activation_texture(device, self.slot_texture_rows(batch) as u32, "tuning");
+                (j, (view, self.texels(j, batch)))
+            })
+            .collect();
         let pipeline = self.pipelines.get(device, &l.pipeline_key());
-        let buffers = Buffers { activation: &|j| &inputs[&j], constants: &constants, output: &output };
+        let buffers = Buffers {
+            activation: &|j| &inputs[&j],
+            activation_texture: &|j| &textures[&j].0,
+            constants: &constants,
+            output: &output,
+        };
         let bind_group = bind_group(device, &pipeline.layout, &l, batch, "tuning", buffers);
         let workgroups = l.workgroups(batch as u64, self.ctx.limits.max_compute_workgroups_per_dimension as u64);
         const REPEATS: usize = 4;
@@ -648,7 +736,7 @@ impl GpuEngine {
         let submit = || -> Result<f64> {
             let start = std::time::Instant::now();
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("tuning") });
-            {
+            if textures.is_empty() {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("tuning"),
                     timestamp_writes: timestamps.as_ref().map(|t| t.writes(0)),
@@ -656,6 +744,26 @@ impl GpuEngine {
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
                 for _ in 0..REPEATS {
+                    pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
+                }
+            } else {
+                // A kernel that reads a texture pays for the copy that fills
+                // it: each dispatch timed with one, from an empty pass that
+                // marks the start to the end of the last dispatch's pass.
+                drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("tuning start"),
+                    timestamp_writes: timestamps.as_ref().and_then(|t| t.write(0, true, false)),
+                }));
+                for r in 0..REPEATS {
+                    for (j, (view, texels)) in &textures {
+                        copy_to_texture(&mut encoder, &inputs[j], view.texture(), *texels);
+                    }
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("tuning"),
+                        timestamp_writes: timestamps.as_ref().and_then(|t| t.write(0, false, r + 1 == REPEATS)),
+                    });
+                    pass.set_pipeline(&pipeline.pipeline);
+                    pass.set_bind_group(0, &bind_group, &[]);
                     pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
                 }
             }
@@ -677,15 +785,15 @@ impl GpuEngine {
             };
             Ok(ms / REPEATS as f64)
         };
-        let warm_up = submit()?; // the driver may compile lazily
-        let best = if beaten_by.is_some_and(|b| warm_up > 3.0 * b) {
-            warm_up
+        // Not timed: drivers compile lazily, at the first dispatch (llvmpipe
+        // builds its shader variant then), and a large kernel's compile time
+        // must not knock it out of the running.
+        submit()?;
+        let first = submit()?;
+        let best = if beaten_by.is_some_and(|b| first > 3.0 * b) {
+            first
         } else {
-            (0..submissions.max(1))
-                .map(|_| submit())
-                .collect::<Result<Vec<f64>>>()?
-                .into_iter()
-                .fold(f64::MAX, f64::min)
+            (1..submissions.max(1)).map(|_| submit()).collect::<Result<Vec<f64>>>()?.into_iter().fold(first, f64::min)
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("timing {}: {e}", variant.name())));
@@ -759,7 +867,7 @@ fn upload_constants(device: &wgpu::Device, queue: &wgpu::Queue, l: &Lowered, lab
         .collect()
 }
 
-/// A texture constant: `WEIGHT_TEXTURE_WIDTH` vec4 texels per row (the
+/// A texture constant: `TEXTURE_WIDTH` vec4 texels per row (the
 /// lowering pads `b.data` to whole rows), and a nearest, unfiltered sampler,
 /// so that every sample at level 0 is one stored texel.
 fn upload_texture(
@@ -769,10 +877,10 @@ fn upload_texture(
     contents: &[u8],
     label: &str,
 ) -> Constant {
-    let rows = (b.data.len() / 4) as u32 / WEIGHT_TEXTURE_WIDTH;
+    let rows = (b.data.len() / 4) as u32 / TEXTURE_WIDTH;
     let descriptor = wgpu::TextureDescriptor {
         label: Some(label),
-        size: wgpu::Extent3d { width: WEIGHT_TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
@@ -786,9 +894,59 @@ fn upload_texture(
     Constant::Texture(texture.create_view(&Default::default()), sampler)
 }
 
+/// An activation texture of `rows` rows of `TEXTURE_WIDTH` rgba32float
+/// texels, filled by [`copy_to_texture`].
+fn activation_texture(device: &wgpu::Device, rows: u32, label: &str) -> wgpu::TextureView {
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d { width: TEXTURE_WIDTH, height: rows, depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    texture.create_view(&Default::default())
+}
+
+/// Copies the first `texels` vec4s of `buffer` into `texture`, row-major:
+/// whole rows, then the part of the last.
+fn copy_to_texture(encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer, texture: &wgpu::Texture, texels: u64) {
+    let width = TEXTURE_WIDTH as u64;
+    let row_bytes = width * 16;
+    let (rows, rest) = (texels / width, texels % width);
+    let mut copy = |first_row: u64, width: u64, height: u64| {
+        encoder.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: first_row * row_bytes,
+                    bytes_per_row: Some(row_bytes as u32),
+                    rows_per_image: None,
+                },
+            },
+            wgpu::TexelCopyTextureInfo {
+                texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d { x: 0, y: first_row as u32, z: 0 },
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::Extent3d { width: width as u32, height: height as u32, depth_or_array_layers: 1 },
+        );
+    };
+    if rows > 0 {
+        copy(0, width, rows);
+    }
+    if rest > 0 {
+        copy(rows, rest, 1);
+    }
+}
+
 /// The buffers a lowered node's roles bind to.
 struct Buffers<'a> {
     activation: &'a dyn Fn(NodeId) -> &'a wgpu::Buffer,
+    activation_texture: &'a dyn Fn(NodeId) -> &'a wgpu::TextureView,
     constants: &'a [Constant],
     output: &'a wgpu::Buffer,
 }
@@ -819,6 +977,7 @@ fn bind_group(
             resource: match role {
                 Role::Params => uniform.as_entire_binding(),
                 Role::Activation(j) => (buffers.activation)(j).as_entire_binding(),
+                Role::ActivationTexture(j) => wgpu::BindingResource::TextureView((buffers.activation_texture)(j)),
                 Role::Constant(k) => buffers.constants[k].resource(),
                 Role::Output => buffers.output.as_entire_binding(),
                 Role::Sampler(k) => buffers.constants[k].sampler(),

@@ -5,7 +5,7 @@
 
 use super::kernels::{
     Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, CONV_WIDE_PIXEL_RUN,
-    HEAD_MAX, UNIFORM_WEIGHTS, WEIGHT_TEXTURE_WIDTH, WORKGROUP_SIZE,
+    HEAD_MAX, TEXTURE_WIDTH, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Tensor, Window};
 use crate::quant::QOp;
@@ -51,6 +51,9 @@ pub enum Role {
     Params,
     /// The output of a node (an activation buffer).
     Activation(NodeId),
+    /// The output of a dispatched node as a 2D texture (rgba32float,
+    /// `TEXTURE_WIDTH` texels per row), copied from its buffer after it ran.
+    ActivationTexture(NodeId),
     /// The lowered node's constant buffer with this index.
     Constant(usize),
     /// The node's own output.
@@ -64,7 +67,7 @@ pub enum Role {
 pub enum ConstantBinding {
     Storage,
     Uniform,
-    /// A 2D texture of `WEIGHT_TEXTURE_WIDTH` vec4 texels per row, a power
+    /// A 2D texture of `TEXTURE_WIDTH` vec4 texels per row, a power
     /// of two of rows (`data` fills them), with a nearest sampler.
     Texture,
 }
@@ -122,10 +125,11 @@ pub struct DeviceCaps {
     pub max_texture_dimension_2d: u32,
     /// The engine's activation storage: f16 lowers only the kernels that take it.
     pub precision: Precision,
-    /// Subgroup operations with at least 8 invocations per subgroup, and a
-    /// shader path that can use them (native wgpu: browsers need an
-    /// `enable subgroups;` that naga does not accept yet).
-    pub subgroups: bool,
+    /// The adapter's smallest subgroup size where the subgroup kernels can
+    /// run (at least 8 invocations, and a shader path that can use them:
+    /// native wgpu; browsers need an `enable subgroups;` that naga does not
+    /// accept yet), else 0.
+    pub subgroup_lanes: u32,
 }
 
 fn act_code(a: Activation) -> u32 {
@@ -331,9 +335,8 @@ pub fn lower(
                 Ok(())
             };
             // A power of two, so that texel centres are exact binary fractions.
-            let weight_texture_rows = (w.len() / 4).div_ceil(WEIGHT_TEXTURE_WIDTH as usize).next_power_of_two();
-            let weight_texture_fits =
-                WEIGHT_TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d;
+            let weight_texture_rows = (w.len() / 4).div_ceil(TEXTURE_WIDTH as usize).next_power_of_two();
+            let weight_texture_fits = TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d;
             let chosen = match variant {
                 Some(v) => v,
                 None => {
@@ -364,15 +367,29 @@ pub fn lower(
                 }
                 Variant::ConvGeneric => {}
                 // The specialised convs: the ones made with an input part.
-                _ if chosen.takes_input_part() => {
+                _ if chosen.takes_input_part() || chosen.reads_input_texture() => {
                     specialised(chosen)?;
+                    if chosen.reads_input_texture() {
+                        // The engine copies a dispatched node's output into
+                        // the texture after it ran; the graph's input (and an
+                        // alias of it) come from the host.
+                        let from_host = |j: NodeId| j == graph.input || is_alias(&graph.nodes[j].op);
+                        if packed || from_host(input) || from_host(skip) {
+                            return Err(decline(
+                                chosen,
+                                "reads texture copies of kernel outputs, not the graph input".into(),
+                            ));
+                        }
+                        bindings[1] = (1, Role::ActivationTexture(input));
+                        bindings[5] = (5, Role::ActivationTexture(skip));
+                    }
                     if chosen == Variant::ConvTiled && shortcut.is_some() {
                         return Err(decline(chosen, "does not compute a fused shortcut".into()));
                     }
                     if chosen == Variant::ConvTiled && in_c % 16 != 0 {
                         return Err(decline(chosen, format!("needs input channels in multiples of 16, not {in_c}")));
                     }
-                    if chosen.uses_subgroups() && !caps.subgroups {
+                    if chosen.uses_subgroups() && caps.subgroup_lanes < 8 {
                         return Err(decline(chosen, "needs subgroups of at least 8 invocations".into()));
                     }
                     if chosen == Variant::ConvUniform && caps.precision == Precision::F16 {
@@ -406,13 +423,13 @@ pub fn lower(
                             return Err(decline(
                                 chosen,
                                 format!(
-                                    "needs a {WEIGHT_TEXTURE_WIDTH} × {rows} weight texture, over the adapter's \
+                                    "needs a {TEXTURE_WIDTH} × {rows} weight texture, over the adapter's \
                                      {} texels per side",
                                     caps.max_texture_dimension_2d
                                 ),
                             ));
                         }
-                        w.resize(rows * WEIGHT_TEXTURE_WIDTH as usize * 4, 0.0);
+                        w.resize(rows * TEXTURE_WIDTH as usize * 4, 0.0);
                         weight_binding = ConstantBinding::Texture;
                         weight_texture_constants = vec![("WEIGHT_TEXTURE_ROWS", rows as f64)];
                     }
@@ -434,6 +451,10 @@ pub fn lower(
                     ];
                     if packed {
                         constants.push(("PIXEL_BYTES", pixel_bytes as f64));
+                    }
+                    if chosen.uses_subgroups() {
+                        let lanes = if caps.subgroup_lanes >= 16 { 16 } else { 8 };
+                        constants.push(("WEIGHT_LANES", lanes as f64));
                     }
                 }
                 _ => unreachable!("checked above"),
@@ -775,7 +796,7 @@ mod tests {
     const CAPS: DeviceCaps = DeviceCaps {
         max_uniform_buffer_binding_size: 65536,
         max_texture_dimension_2d: 8192,
-        subgroups: true,
+        subgroup_lanes: 8,
         precision: Precision::F32,
     };
 
@@ -818,7 +839,7 @@ mod tests {
             max_uniform_buffer_binding_size: 16384,
             // No texture holds even one row of weights.
             max_texture_dimension_2d: 0,
-            subgroups: false,
+            subgroup_lanes: 0,
             precision: Precision::F32,
         };
         let err = lower(&g, b, Some(Variant::ConvUniform), small, Input::F32).err().unwrap();
@@ -829,15 +850,23 @@ mod tests {
         // variant, and the default falls back to the storage-buffer one.
         let err = lower(&g, b, Some(Variant::ConvWideTexture), small, Input::F32).err().unwrap();
         assert!(err.to_string().contains("1024 × 1 weight texture, over the adapter's 0"), "{err}");
-        let narrow = DeviceCaps { max_texture_dimension_2d: WEIGHT_TEXTURE_WIDTH - 1, ..CAPS };
+        let narrow = DeviceCaps { max_texture_dimension_2d: TEXTURE_WIDTH - 1, ..CAPS };
         assert!(lower(&g, b, Some(Variant::ConvWideTexture), narrow, Input::F32).is_err(), "rows narrower than 1024");
         assert_eq!(lower(&g, b, None, small, Input::F32).unwrap().unwrap().variant, Variant::ConvWide);
         let l = lower(&g, b, Some(Variant::ConvWideTexture), CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.buffers[0].binding, ConstantBinding::Texture);
-        let rows = l.buffers[0].data.len() / (WEIGHT_TEXTURE_WIDTH as usize * 4);
-        assert_eq!(rows * WEIGHT_TEXTURE_WIDTH as usize * 4, l.buffers[0].data.len(), "whole texture rows");
+        let rows = l.buffers[0].data.len() / (TEXTURE_WIDTH as usize * 4);
+        assert_eq!(rows * TEXTURE_WIDTH as usize * 4, l.buffers[0].data.len(), "whole texture rows");
         assert!(rows.is_power_of_two() && l.constants.contains(&("WEIGHT_TEXTURE_ROWS", rows as f64)));
         assert!(l.bindings.contains(&(6, Role::Sampler(0))));
+        // The textures conv binds a texture copy of its producer's output...
+        let l = lower(&g, b, Some(Variant::ConvSubgroupTextures), CAPS, Input::F32).unwrap().unwrap();
+        assert!(l.bindings.contains(&(1, Role::ActivationTexture(g.nodes[b].inputs[0]))), "{:?}", l.bindings);
+        assert!(l.bindings.contains(&(5, Role::ActivationTexture(g.find("shortcut").unwrap()))));
+        // ...which the graph input, written by the host, has not.
+        let a = g.find("relu_a").unwrap();
+        let err = lower(&g, a, Some(Variant::ConvSubgroupTextures), CAPS, Input::Packed8).err().unwrap();
+        assert!(err.to_string().contains("not the graph input"), "{err}");
         // Not a conv kernel for a conv.
         assert!(lower(&g, b, Some(Variant::Add), CAPS, Input::F32).is_err());
     }

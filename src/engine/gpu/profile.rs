@@ -33,6 +33,17 @@ impl Timestamps {
         }
     }
 
+    /// Only the beginning of `dispatch`'s span (`first`) or only its end, for
+    /// a span over several passes (the tuner's, native only).
+    #[cfg(feature = "native")]
+    pub fn write(&self, dispatch: usize, first: bool, last: bool) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        (first || last).then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: first.then_some(2 * dispatch as u32),
+            end_of_pass_write_index: last.then_some(2 * dispatch as u32 + 1),
+        })
+    }
+
     pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
         encoder.resolve_query_set(&self.set, 0..self.count, &self.resolve, 0);
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.read, 0, self.count as u64 * 8);
