@@ -31,7 +31,8 @@ override RESIDUAL: bool;
 // SHORTCUT and its SC_* constants: conv_shortcut.wgsl, prepended.
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> bias: array<vec4<f32>>;
+// The bias (CONV_BIAS_VEC4S, generated: why uniform), a fused shortcut's after the conv's.
+@group(0) @binding(3) var<uniform> bias: array<vec4<f32>, CONV_BIAS_VEC4S>;
 // Activations are stored as `act` (f32, or f16 with --precision f16; the
 // host generates the alias); arithmetic is f32.
 @group(0) @binding(4) var<storage, read_write> dst: array<vec4<act>>;

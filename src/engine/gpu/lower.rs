@@ -4,8 +4,8 @@
 //! naming the node and why.
 
 use super::kernels::{
-    Constants, Input, PipelineKey, Precision, Variant, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN, CONV_WIDE_PIXEL_RUN,
-    HEAD_MAX, TEXTURE_WIDTH, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
+    Constants, Input, PipelineKey, Precision, Variant, CONV_BIAS_VEC4S, CONV_CHANNEL_BLOCK, CONV_PIXEL_RUN,
+    CONV_WIDE_PIXEL_RUN, HEAD_MAX, TEXTURE_WIDTH, UNIFORM_WEIGHTS, WORKGROUP_SIZE,
 };
 use crate::graph::{batch_norm_affine, Activation, Graph, NodeId, Op, Tensor, Window};
 use crate::quant::QOp;
@@ -360,6 +360,7 @@ pub fn lower(
             params.residual = plain_residual as u32;
             let mut constants = Constants::new();
             let mut weight_binding = ConstantBinding::Storage;
+            let mut bias_binding = ConstantBinding::Storage;
             let mut weight_texture_constants = Constants::new();
             match chosen {
                 Variant::ConvGeneric if packed => {
@@ -369,6 +370,14 @@ pub fn lower(
                 // The specialised convs: the ones made with an input part.
                 _ if chosen.takes_input_part() || chosen.reads_input_texture() => {
                     specialised(chosen)?;
+                    if b.len() > CONV_BIAS_VEC4S as usize * 4 {
+                        return Err(decline(
+                            chosen,
+                            format!("needs its {} bias values in a uniform buffer of {}", b.len(), CONV_BIAS_VEC4S * 4),
+                        ));
+                    }
+                    b.resize(CONV_BIAS_VEC4S as usize * 4, 0.0);
+                    bias_binding = ConstantBinding::Uniform;
                     if chosen.reads_input_texture() {
                         // The engine copies a dispatched node's output into
                         // the texture after it ran; the graph's input (and an
@@ -480,7 +489,7 @@ pub fn lower(
                 constants,
                 buffers: vec![
                     ConstantBuffer { data: w, binding: weight_binding, half: caps.precision == Precision::F16 },
-                    ConstantBuffer::f32(b),
+                    ConstantBuffer { data: b, binding: bias_binding, half: false },
                 ],
                 ..Lowered::plain(chosen, params, bindings, grid)
             }
@@ -859,6 +868,13 @@ mod tests {
         assert_eq!(rows * TEXTURE_WIDTH as usize * 4, l.buffers[0].data.len(), "whole texture rows");
         assert!(rows.is_power_of_two() && l.constants.contains(&("WEIGHT_TEXTURE_ROWS", rows as f64)));
         assert!(l.bindings.contains(&(6, Role::Sampler(0))));
+        // The specialised convs read the bias from a whole uniform block, the
+        // generic one from a storage buffer as long as the bias.
+        assert_eq!(l.buffers[1].binding, ConstantBinding::Uniform);
+        assert_eq!(l.buffers[1].data.len(), CONV_BIAS_VEC4S as usize * 4);
+        let generic = lower(&g, b, Some(Variant::ConvGeneric), CAPS, Input::F32).unwrap().unwrap();
+        assert_eq!(generic.buffers[1].binding, ConstantBinding::Storage);
+        assert!(generic.buffers[1].data.len() < CONV_BIAS_VEC4S as usize * 4);
         // The textures conv binds a texture copy of its producer's output...
         let l = lower(&g, b, Some(Variant::ConvSubgroupTextures), CAPS, Input::F32).unwrap().unwrap();
         assert!(l.bindings.contains(&(1, Role::ActivationTexture(g.nodes[b].inputs[0]))), "{:?}", l.bindings);
