@@ -8,6 +8,12 @@
 // about 45% of its time.
 
 @group(0) @binding(1) var src: texture_2d<f32>;
+
+// conv_subgroup: load the pixels beside a lane's run instead of shuffling
+// them in from the neighbouring lanes. On lavapipe (Mesa 22) a subgroup
+// shuffle by a lane-varying index is a loop over the lanes with a store to
+// the stack and a reload per lane, and a texel fetch one 128-bit load per lane.
+const SHUFFLE_NEIGHBOURS = false;
 @group(0) @binding(5) var skip: texture_2d<f32>;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {

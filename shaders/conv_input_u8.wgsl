@@ -8,6 +8,9 @@ override PIXEL_BYTES: u32;
 
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 
+// conv_subgroup: neighbours' pixels by shuffle (see conv_input_f32.wgsl).
+const SHUFFLE_NEIGHBOURS = true;
+
 fn input4(pixel: u32, c4: u32, inside: bool) -> vec4<f32> {
     let byte = select(0u, pixel * PIXEL_BYTES, inside);
     let shift = (byte % 4u) * 8u;

@@ -10,7 +10,8 @@
 //   left of its run from the lane before and the one right of it from the
 //   lane after: 4 loads instead of 12. It checks that its neighbours hold
 //   the neighbouring runs of the same row; a subgroup where any lane finds
-//   otherwise loads those two pixels itself. 3x3 stride-2 convs padded 0
+//   otherwise loads those two pixels itself (as every lane does where the
+//   input part says loads are cheaper: SHUFFLE_NEIGHBOURS). 3x3 stride-2 convs padded 0
 //   left: a lane loads the 9 columns its three taps read once (not 12).
 //   Both sum a kernel row's taps 4 input channels at a time, not in the
 //   CPU's order (within ~1e-6 relative).
@@ -80,7 +81,7 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
         let after = subgroupShuffleDown(i, 1u);
         let left_ok = ox == 0u || (lane > 0u && before + 1u == i);
         let right_ok = ox + PX >= IN_W || (lane + 1u < lanes && after == i + 1u);
-        let neighbours_share = subgroupAll(left_ok && right_ok);
+        let neighbours_share = SHUFFLE_NEIGHBOURS && subgroupAll(left_ok && right_ok);
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy + ky) - i32(PAD_TOP);
             let vy = iy >= 0 && iy < i32(IN_H);
