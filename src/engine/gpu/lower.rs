@@ -337,10 +337,14 @@ pub fn lower(
             // A power of two, so that texel centres are exact binary fractions.
             let weight_texture_rows = (w.len() / 4).div_ceil(TEXTURE_WIDTH as usize).next_power_of_two();
             let weight_texture_fits = TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d;
+            let bias_fits = b.len() <= CONV_BIAS_VEC4S as usize * 4;
             let chosen = match variant {
                 Some(v) => v,
                 None => {
-                    if specialised(Variant::ConvWide).is_ok() || packed || caps.precision == Precision::F16 {
+                    if (specialised(Variant::ConvWide).is_ok() && bias_fits)
+                        || packed
+                        || caps.precision == Precision::F16
+                    {
                         // Weights through a texture where they fit: faster on every
                         // adapter measured (SwiftShader, lavapipe, llvmpipe GL).
                         if weight_texture_fits {
@@ -370,7 +374,7 @@ pub fn lower(
                 // The specialised convs: the ones made with an input part.
                 _ if chosen.takes_input_part() || chosen.reads_input_texture() => {
                     specialised(chosen)?;
-                    if b.len() > CONV_BIAS_VEC4S as usize * 4 {
+                    if !bias_fits {
                         return Err(decline(
                             chosen,
                             format!("needs its {} bias values in a uniform buffer of {}", b.len(), CONV_BIAS_VEC4S * 4),
@@ -885,6 +889,28 @@ mod tests {
         assert!(err.to_string().contains("not the graph input"), "{err}");
         // Not a conv kernel for a conv.
         assert!(lower(&g, b, Some(Variant::Add), CAPS, Input::F32).is_err());
+    }
+
+    #[test]
+    fn a_bias_larger_than_the_uniform_block_falls_back_to_the_generic_conv() {
+        // A 1x1 conv to 1040 channels: its bias needs 260 vec4s, over 256.
+        let mut g = crate::passes::optimize(&tiny_resnet());
+        let cout = CONV_BIAS_VEC4S as usize * 4 + 16;
+        let (window, _) =
+            crate::graph::Window::resolve([2, 2], [1, 1], [1, 1], crate::graph::PaddingMode::Same).unwrap();
+        let weight = crate::graph::Tensor::new(vec![1, 1, 4, cout], vec![0.5; 4 * cout]);
+        let bias = Some(crate::graph::Tensor::new(vec![cout], vec![0.25; cout]));
+        // In place of the block conv, reading relu_a's 4 channels.
+        let a = g.find("relu_out").unwrap();
+        g.nodes[a].op =
+            Op::Conv2d { window, weight, bias, activation: Activation::Relu, residual: false, shortcut: None };
+        g.nodes[a].inputs = vec![g.find("relu_a").unwrap()];
+        g.nodes[a].shape = vec![2, 2, cout];
+        let err = lower(&g, a, Some(Variant::ConvDirect), CAPS, Input::F32).err().unwrap();
+        assert!(err.to_string().contains("1040 bias values in a uniform buffer of 1024"), "{err}");
+        let l = lower(&g, a, None, CAPS, Input::F32).unwrap().unwrap();
+        assert_eq!(l.variant, Variant::ConvGeneric);
+        assert_eq!(l.buffers[1].binding, ConstantBinding::Storage);
     }
 
     #[test]
