@@ -24,6 +24,34 @@
 // else 8 (two loads each).
 override WEIGHT_LANES: u32;
 
+// One tap over 4 input channels (x*: their values at pixels a..d) and 16
+// output channels: w{i}{o} the weight vec4 of input channel i, output vec4 o.
+// Each accumulator takes its 4 input channels in a row (channel order, as
+// `mac` adds them): a CPU driver that keeps the 64 accumulators on the stack
+// then loads and stores each once per tap, not once per input channel.
+fn mac_tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
+           w00: vec4<f32>, w01: vec4<f32>, w02: vec4<f32>, w03: vec4<f32>,
+           w10: vec4<f32>, w11: vec4<f32>, w12: vec4<f32>, w13: vec4<f32>,
+           w20: vec4<f32>, w21: vec4<f32>, w22: vec4<f32>, w23: vec4<f32>,
+           w30: vec4<f32>, w31: vec4<f32>, w32: vec4<f32>, w33: vec4<f32>) {
+    (*acc).a0 = (*acc).a0 + xa.x * w00 + xa.y * w10 + xa.z * w20 + xa.w * w30;
+    (*acc).a1 = (*acc).a1 + xa.x * w01 + xa.y * w11 + xa.z * w21 + xa.w * w31;
+    (*acc).a2 = (*acc).a2 + xa.x * w02 + xa.y * w12 + xa.z * w22 + xa.w * w32;
+    (*acc).a3 = (*acc).a3 + xa.x * w03 + xa.y * w13 + xa.z * w23 + xa.w * w33;
+    (*acc).b0 = (*acc).b0 + xb.x * w00 + xb.y * w10 + xb.z * w20 + xb.w * w30;
+    (*acc).b1 = (*acc).b1 + xb.x * w01 + xb.y * w11 + xb.z * w21 + xb.w * w31;
+    (*acc).b2 = (*acc).b2 + xb.x * w02 + xb.y * w12 + xb.z * w22 + xb.w * w32;
+    (*acc).b3 = (*acc).b3 + xb.x * w03 + xb.y * w13 + xb.z * w23 + xb.w * w33;
+    (*acc).c0 = (*acc).c0 + xc.x * w00 + xc.y * w10 + xc.z * w20 + xc.w * w30;
+    (*acc).c1 = (*acc).c1 + xc.x * w01 + xc.y * w11 + xc.z * w21 + xc.w * w31;
+    (*acc).c2 = (*acc).c2 + xc.x * w02 + xc.y * w12 + xc.z * w22 + xc.w * w32;
+    (*acc).c3 = (*acc).c3 + xc.x * w03 + xc.y * w13 + xc.z * w23 + xc.w * w33;
+    (*acc).d0 = (*acc).d0 + xd.x * w00 + xd.y * w10 + xd.z * w20 + xd.w * w30;
+    (*acc).d1 = (*acc).d1 + xd.x * w01 + xd.y * w11 + xd.z * w21 + xd.w * w31;
+    (*acc).d2 = (*acc).d2 + xd.x * w02 + xd.y * w12 + xd.z * w22 + xd.w * w32;
+    (*acc).d3 = (*acc).d3 + xd.x * w03 + xd.y * w13 + xd.z * w23 + xd.w * w33;
+}
+
 // One tap over 4 input channels: x* are those channels at pixels a..d, `w`
 // the index of the first weight vec4 (row stride `o4`), `lane` the
 // invocation's subgroup lane.
@@ -33,27 +61,21 @@ fn tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd:
     if (WEIGHT_LANES == 16u) {
         let l = lane % 16u;
         let v = weight(w + (l / 4u) * o4 + l % 4u);
-        mac(acc, xa.x, xb.x, xc.x, xd.x, subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u),
-            subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u));
-        mac(acc, xa.y, xb.y, xc.y, xd.y, subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u),
-            subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u));
-        mac(acc, xa.z, xb.z, xc.z, xd.z, subgroupBroadcast(v, 8u), subgroupBroadcast(v, 9u),
-            subgroupBroadcast(v, 10u), subgroupBroadcast(v, 11u));
-        mac(acc, xa.w, xb.w, xc.w, xd.w, subgroupBroadcast(v, 12u), subgroupBroadcast(v, 13u),
-            subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u));
+        mac_tap(acc, xa, xb, xc, xd,
+                subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
+                subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
+                subgroupBroadcast(v, 8u), subgroupBroadcast(v, 9u), subgroupBroadcast(v, 10u), subgroupBroadcast(v, 11u),
+                subgroupBroadcast(v, 12u), subgroupBroadcast(v, 13u), subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u));
         return;
     }
     let lane8 = lane % 8u;
     let lo = weight(w + (lane8 / 4u) * o4 + lane8 % 4u);
     let hi = weight(w + (lane8 / 4u + 2u) * o4 + lane8 % 4u);
-    mac(acc, xa.x, xb.x, xc.x, xd.x, subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u),
-        subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u));
-    mac(acc, xa.y, xb.y, xc.y, xd.y, subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u),
-        subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u));
-    mac(acc, xa.z, xb.z, xc.z, xd.z, subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u),
-        subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u));
-    mac(acc, xa.w, xb.w, xc.w, xd.w, subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u),
-        subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+    mac_tap(acc, xa, xb, xc, xd,
+            subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
+            subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
+            subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+            subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
 }
 
 @compute @workgroup_size(WG)
