@@ -11,201 +11,150 @@
 //   lane after: 4 loads instead of 12. It checks that its neighbours hold
 //   the neighbouring runs of the same row; a subgroup where any lane finds
 //   otherwise loads those two pixels itself (as every lane does where the
-//   input part says loads are cheaper: SHUFFLE_NEIGHBOURS). 3x3 stride-2 convs padded 0
-//   left: a lane loads the 9 columns its three taps read once (not 12).
-//   Both sum a kernel row's taps 4 input channels at a time, not in the
-//   CPU's order (within ~1e-6 relative).
+//   input part says loads are cheaper: SHUFFLE_NEIGHBOURS, or with RUNS > 1).
+//   3x3 stride-2 convs padded 0 left: a lane loads the 9 columns its three
+//   taps read once (not 12). Both sum a kernel row's taps 4 input channels
+//   at a time, not in the CPU's order (within ~1e-6 relative).
+// - An invocation computes RUNS runs of PX pixels, the runs of a row sharing
+//   the weights and the input pixels between them.
+// - Each accumulator takes a kernel row's 12 terms (or a tap's 4) in a row:
+//   a CPU driver keeps the 64 accumulators of a run on the stack, and so
+//   loads and stores each once per kernel row and 4 input channels rather
+//   than once per multiply-add.
 // Needs subgroups of at least 8 invocations; every lane stays active to the
 // end (no early return, no divergent `continue`), as subgroup operations
 // require.
+
+// Runs of PX output pixels one invocation computes: 1, 2 or 4. More runs:
+// each kernel row's weights, shared once, serve more multiply-adds, and a
+// row of input is loaded with 2 extra pixels for 4 * RUNS outputs, not for 4.
+override RUNS: u32 = 1u;
 
 // Lanes that share a tap's 16 weight vec4s: 16 (one load each) where every
 // subgroup of the adapter has at least 16 invocations (lavapipe at 512 bits),
 // else 8 (two loads each).
 override WEIGHT_LANES: u32;
 
-// One tap over 4 input channels (x*: their values at pixels a..d) and 16
-// output channels: w{i}{o} the weight vec4 of input channel i, output vec4 o.
-// Each accumulator takes its 4 input channels in a row (channel order, as
-// `mac` adds them): a CPU driver that keeps the 64 accumulators on the stack
-// then loads and stores each once per tap, not once per input channel.
-fn mac_tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
-           w00: vec4<f32>, w01: vec4<f32>, w02: vec4<f32>, w03: vec4<f32>,
-           w10: vec4<f32>, w11: vec4<f32>, w12: vec4<f32>, w13: vec4<f32>,
-           w20: vec4<f32>, w21: vec4<f32>, w22: vec4<f32>, w23: vec4<f32>,
-           w30: vec4<f32>, w31: vec4<f32>, w32: vec4<f32>, w33: vec4<f32>) {
-    (*acc).a0 = (*acc).a0 + xa.x * w00 + xa.y * w10 + xa.z * w20 + xa.w * w30;
-    (*acc).a1 = (*acc).a1 + xa.x * w01 + xa.y * w11 + xa.z * w21 + xa.w * w31;
-    (*acc).a2 = (*acc).a2 + xa.x * w02 + xa.y * w12 + xa.z * w22 + xa.w * w32;
-    (*acc).a3 = (*acc).a3 + xa.x * w03 + xa.y * w13 + xa.z * w23 + xa.w * w33;
-    (*acc).b0 = (*acc).b0 + xb.x * w00 + xb.y * w10 + xb.z * w20 + xb.w * w30;
-    (*acc).b1 = (*acc).b1 + xb.x * w01 + xb.y * w11 + xb.z * w21 + xb.w * w31;
-    (*acc).b2 = (*acc).b2 + xb.x * w02 + xb.y * w12 + xb.z * w22 + xb.w * w32;
-    (*acc).b3 = (*acc).b3 + xb.x * w03 + xb.y * w13 + xb.z * w23 + xb.w * w33;
-    (*acc).c0 = (*acc).c0 + xc.x * w00 + xc.y * w10 + xc.z * w20 + xc.w * w30;
-    (*acc).c1 = (*acc).c1 + xc.x * w01 + xc.y * w11 + xc.z * w21 + xc.w * w31;
-    (*acc).c2 = (*acc).c2 + xc.x * w02 + xc.y * w12 + xc.z * w22 + xc.w * w32;
-    (*acc).c3 = (*acc).c3 + xc.x * w03 + xc.y * w13 + xc.z * w23 + xc.w * w33;
-    (*acc).d0 = (*acc).d0 + xd.x * w00 + xd.y * w10 + xd.z * w20 + xd.w * w30;
-    (*acc).d1 = (*acc).d1 + xd.x * w01 + xd.y * w11 + xd.z * w21 + xd.w * w31;
-    (*acc).d2 = (*acc).d2 + xd.x * w02 + xd.y * w12 + xd.z * w22 + xd.w * w32;
-    (*acc).d3 = (*acc).d3 + xd.x * w03 + xd.y * w13 + xd.z * w23 + xd.w * w33;
-}
+// The weight vec4s of up to three taps over 4 input channels and 16 output
+// channels: vec4 16 t + 4 i + o is tap t, input channel i, output vec4 o.
+alias TapWeights = array<vec4<f32>, 48>;
 
-// One tap over 4 input channels: x* are those channels at pixels a..d, `w`
-// the index of the first weight vec4 (row stride `o4`), `lane` the
-// invocation's subgroup lane.
-fn tap(acc: ptr<function, Acc>, xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>,
-       w: u32, o4: u32, lane: u32) {
-    // vec4 k (0..15) of the tap: input channel k / 4, output vec4 k % 4.
+// Tap t's 16 weight vec4s into `w`, shared across the subgroup: `first` the
+// index of its first (row stride `o4`), `lane` the invocation's subgroup lane.
+fn share_tap(w: ptr<function, TapWeights>, t: u32, first: u32, o4: u32, lane: u32) {
+    let base = 16u * t;
     if (WEIGHT_LANES == 16u) {
         let l = lane % 16u;
-        let v = weight(w + (l / 4u) * o4 + l % 4u);
-        mac_tap(acc, xa, xb, xc, xd,
-                subgroupBroadcast(v, 0u), subgroupBroadcast(v, 1u), subgroupBroadcast(v, 2u), subgroupBroadcast(v, 3u),
-                subgroupBroadcast(v, 4u), subgroupBroadcast(v, 5u), subgroupBroadcast(v, 6u), subgroupBroadcast(v, 7u),
-                subgroupBroadcast(v, 8u), subgroupBroadcast(v, 9u), subgroupBroadcast(v, 10u), subgroupBroadcast(v, 11u),
-                subgroupBroadcast(v, 12u), subgroupBroadcast(v, 13u), subgroupBroadcast(v, 14u), subgroupBroadcast(v, 15u));
+        let v = weight(first + (l / 4u) * o4 + l % 4u);
+        (*w)[base + 0u] = subgroupBroadcast(v, 0u);
+        (*w)[base + 1u] = subgroupBroadcast(v, 1u);
+        (*w)[base + 2u] = subgroupBroadcast(v, 2u);
+        (*w)[base + 3u] = subgroupBroadcast(v, 3u);
+        (*w)[base + 4u] = subgroupBroadcast(v, 4u);
+        (*w)[base + 5u] = subgroupBroadcast(v, 5u);
+        (*w)[base + 6u] = subgroupBroadcast(v, 6u);
+        (*w)[base + 7u] = subgroupBroadcast(v, 7u);
+        (*w)[base + 8u] = subgroupBroadcast(v, 8u);
+        (*w)[base + 9u] = subgroupBroadcast(v, 9u);
+        (*w)[base + 10u] = subgroupBroadcast(v, 10u);
+        (*w)[base + 11u] = subgroupBroadcast(v, 11u);
+        (*w)[base + 12u] = subgroupBroadcast(v, 12u);
+        (*w)[base + 13u] = subgroupBroadcast(v, 13u);
+        (*w)[base + 14u] = subgroupBroadcast(v, 14u);
+        (*w)[base + 15u] = subgroupBroadcast(v, 15u);
         return;
     }
     let lane8 = lane % 8u;
-    let lo = weight(w + (lane8 / 4u) * o4 + lane8 % 4u);
-    let hi = weight(w + (lane8 / 4u + 2u) * o4 + lane8 % 4u);
-    mac_tap(acc, xa, xb, xc, xd,
-            subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u), subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
-            subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u), subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
-            subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u), subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
-            subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u), subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+    let lo = weight(first + (lane8 / 4u) * o4 + lane8 % 4u);
+    let hi = weight(first + (lane8 / 4u + 2u) * o4 + lane8 % 4u);
+    (*w)[base + 0u] = subgroupBroadcast(lo, 0u);
+    (*w)[base + 1u] = subgroupBroadcast(lo, 1u);
+    (*w)[base + 2u] = subgroupBroadcast(lo, 2u);
+    (*w)[base + 3u] = subgroupBroadcast(lo, 3u);
+    (*w)[base + 4u] = subgroupBroadcast(lo, 4u);
+    (*w)[base + 5u] = subgroupBroadcast(lo, 5u);
+    (*w)[base + 6u] = subgroupBroadcast(lo, 6u);
+    (*w)[base + 7u] = subgroupBroadcast(lo, 7u);
+    (*w)[base + 8u] = subgroupBroadcast(hi, 0u);
+    (*w)[base + 9u] = subgroupBroadcast(hi, 1u);
+    (*w)[base + 10u] = subgroupBroadcast(hi, 2u);
+    (*w)[base + 11u] = subgroupBroadcast(hi, 3u);
+    (*w)[base + 12u] = subgroupBroadcast(hi, 4u);
+    (*w)[base + 13u] = subgroupBroadcast(hi, 5u);
+    (*w)[base + 14u] = subgroupBroadcast(hi, 6u);
+    (*w)[base + 15u] = subgroupBroadcast(hi, 7u);
 }
 
-@compute @workgroup_size(WG)
-fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
-                 @builtin(subgroup_size) lanes: u32) {
-    let runs = (OUT_W + PX - 1u) / PX;
-    let total = p.n * OUT_H * runs;
-    let flat = flat_index(gid, nwg);
-    let live = flat < total;
-    let i = min(flat, total - 1u); // lanes past the batch compute a copy and store nothing
-    let ox = (i % runs) * PX;
-    let oy = (i / runs) % OUT_H;
-    let n = i / (runs * OUT_H);
-    let block = wid.y;
-    let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u);
-    let b = block * (CB / 4u);
-    var acc = Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                  bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
-    if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
-        // Do the neighbouring lanes hold the neighbouring runs of this row?
-        let before = subgroupShuffleUp(i, 1u);
-        let after = subgroupShuffleDown(i, 1u);
-        let left_ok = ox == 0u || (lane > 0u && before + 1u == i);
-        let right_ok = ox + PX >= IN_W || (lane + 1u < lanes && after == i + 1u);
-        let neighbours_share = SHUFFLE_NEIGHBOURS && subgroupAll(left_ok && right_ok);
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy + ky) - i32(PAD_TOP);
-            let vy = iy >= 0 && iy < i32(IN_H);
-            let pa = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ox;
-            let w = ky * KW * IN_C * o4 + b;
-            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                let xa = input4(pa, c4, vy);
-                let xb = input4(pa + 1u, c4, vy && ox + 1u < IN_W);
-                let xc = input4(pa + 2u, c4, vy && ox + 2u < IN_W);
-                let xd = input4(pa + 3u, c4, vy && ox + 3u < IN_W);
-                let from_before = subgroupShuffleUp(xd, 1u);
-                let from_after = subgroupShuffleDown(xa, 1u);
-                let has_left = vy && ox > 0u;
-                let has_right = vy && ox + PX < IN_W;
-                var xl: vec4<f32>;
-                var xr: vec4<f32>;
-                if (neighbours_share) {
-                    xl = select(vec4<f32>(0.0), from_before, has_left);
-                    xr = select(vec4<f32>(0.0), from_after, has_right);
-                } else {
-                    xl = input4(pa - 1u, c4, has_left);
-                    xr = input4(pa + PX, c4, has_right);
-                }
-                let wc = w + c4 * 4u * o4;
-                tap(&acc, xl, xa, xb, xc, wc, o4, lane);
-                tap(&acc, xa, xb, xc, xd, wc + IN_C * o4, o4, lane);
-                tap(&acc, xb, xc, xd, xr, wc + 2u * IN_C * o4, o4, lane);
-            }
-        }
-    } else if (KW == 3u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
-        // 3x3 stride-2 convs padded 0 left (TF 'same' on an even width): the
-        // three kx taps of a row read columns 2 * ox .. 2 * ox + 8; load those
-        // 9 once per 4 input channels instead of 12.
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
-            let vy = iy >= 0 && iy < i32(IN_H);
-            let ix = 2u * ox;
-            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ix;
-            let w = ky * KW * IN_C * o4 + b;
-            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                let s0 = input4(row, c4, vy);
-                let s1 = input4(row + 1u, c4, vy && ix + 1u < IN_W);
-                let s2 = input4(row + 2u, c4, vy && ix + 2u < IN_W);
-                let s3 = input4(row + 3u, c4, vy && ix + 3u < IN_W);
-                let s4 = input4(row + 4u, c4, vy && ix + 4u < IN_W);
-                let s5 = input4(row + 5u, c4, vy && ix + 5u < IN_W);
-                let s6 = input4(row + 6u, c4, vy && ix + 6u < IN_W);
-                let s7 = input4(row + 7u, c4, vy && ix + 7u < IN_W);
-                let s8 = input4(row + 8u, c4, vy && ix + 8u < IN_W);
-                let wc = w + c4 * 4u * o4;
-                tap(&acc, s0, s2, s4, s6, wc, o4, lane);
-                tap(&acc, s1, s3, s5, s7, wc + IN_C * o4, o4, lane);
-                tap(&acc, s2, s4, s6, s8, wc + 2u * IN_C * o4, o4, lane);
-            }
-        }
-    } else {
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
-            let vy = iy >= 0 && iy < i32(IN_H);
-            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W;
-            for (var kx = 0u; kx < KW; kx++) {
-                let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
-                let s = i32(SW);
-                let ia = vy && ix >= 0 && ix < i32(IN_W);
-                let ib = vy && ix + s >= 0 && ix + s < i32(IN_W) && ox + 1u < OUT_W;
-                let ic = vy && ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
-                let id = vy && ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
-                let w = (ky * KW + kx) * IN_C * o4 + b;
-                for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                    let xa = input4(row + u32(ix), c4, ia);
-                    let xb = input4(row + u32(ix + s), c4, ib);
-                    let xc = input4(row + u32(ix + 2 * s), c4, ic);
-                    let xd = input4(row + u32(ix + 3 * s), c4, id);
-                    tap(&acc, xa, xb, xc, xd, w + c4 * 4u * o4, o4, lane);
-                }
-            }
-        }
-    }
-    if (SHORTCUT) {
-        // The shortcut summed on its own (bias, then its input channels in
-        // order, as the CPU does), its weights shared like the conv's.
-        var sc = shortcut_bias(b);
-        let pa = shortcut_pixel(n, oy, ox);
-        for (var c4 = 0u; c4 < SC_C / 4u; c4++) {
-            let xa = shortcut_input4(pa, c4, true);
-            let xb = shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W);
-            let xc = shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W);
-            let xd = shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W);
-            tap(&sc, xa, xb, xc, xd, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane);
-        }
-        acc.a0 += sc.a0; acc.a1 += sc.a1; acc.a2 += sc.a2; acc.a3 += sc.a3;
-        acc.b0 += sc.b0; acc.b1 += sc.b1; acc.b2 += sc.b2; acc.b3 += sc.b3;
-        acc.c0 += sc.c0; acc.c1 += sc.c1; acc.c2 += sc.c2; acc.c3 += sc.c3;
-        acc.d0 += sc.d0; acc.d1 += sc.d1; acc.d2 += sc.d2; acc.d3 += sc.d3;
-    }
-    if (!live) {
-        return;
-    }
+// `a` plus tap t's 4 input channels (x: their values at one pixel) times
+// their weights for output vec4 o, in channel order.
+fn tap_sum(a: vec4<f32>, x: vec4<f32>, w: ptr<function, TapWeights>, t: u32, o: u32) -> vec4<f32> {
+    let k = 16u * t + o;
+    return a + x.x * (*w)[k] + x.y * (*w)[k + 4u] + x.z * (*w)[k + 8u] + x.w * (*w)[k + 12u];
+}
+
+// Taps 0..2 of a kernel row over 4 input channels at pixels a..d (t0*: the
+// pixels tap 0 reads, t1* tap 1's, t2* tap 2's). Each accumulator takes its
+// 12 terms in a row, in the order the taps and channels come: a CPU driver
+// that keeps the 64 accumulators on the stack loads and stores each once per
+// kernel row and 4 input channels, not once per channel.
+fn mac_row(acc: ptr<function, Acc>, w: ptr<function, TapWeights>,
+           t0a: vec4<f32>, t0b: vec4<f32>, t0c: vec4<f32>, t0d: vec4<f32>,
+           t1a: vec4<f32>, t1b: vec4<f32>, t1c: vec4<f32>, t1d: vec4<f32>,
+           t2a: vec4<f32>, t2b: vec4<f32>, t2c: vec4<f32>, t2d: vec4<f32>) {
+    (*acc).a0 = tap_sum(tap_sum(tap_sum((*acc).a0, t0a, w, 0u, 0u), t1a, w, 1u, 0u), t2a, w, 2u, 0u);
+    (*acc).a1 = tap_sum(tap_sum(tap_sum((*acc).a1, t0a, w, 0u, 1u), t1a, w, 1u, 1u), t2a, w, 2u, 1u);
+    (*acc).a2 = tap_sum(tap_sum(tap_sum((*acc).a2, t0a, w, 0u, 2u), t1a, w, 1u, 2u), t2a, w, 2u, 2u);
+    (*acc).a3 = tap_sum(tap_sum(tap_sum((*acc).a3, t0a, w, 0u, 3u), t1a, w, 1u, 3u), t2a, w, 2u, 3u);
+    (*acc).b0 = tap_sum(tap_sum(tap_sum((*acc).b0, t0b, w, 0u, 0u), t1b, w, 1u, 0u), t2b, w, 2u, 0u);
+    (*acc).b1 = tap_sum(tap_sum(tap_sum((*acc).b1, t0b, w, 0u, 1u), t1b, w, 1u, 1u), t2b, w, 2u, 1u);
+    (*acc).b2 = tap_sum(tap_sum(tap_sum((*acc).b2, t0b, w, 0u, 2u), t1b, w, 1u, 2u), t2b, w, 2u, 2u);
+    (*acc).b3 = tap_sum(tap_sum(tap_sum((*acc).b3, t0b, w, 0u, 3u), t1b, w, 1u, 3u), t2b, w, 2u, 3u);
+    (*acc).c0 = tap_sum(tap_sum(tap_sum((*acc).c0, t0c, w, 0u, 0u), t1c, w, 1u, 0u), t2c, w, 2u, 0u);
+    (*acc).c1 = tap_sum(tap_sum(tap_sum((*acc).c1, t0c, w, 0u, 1u), t1c, w, 1u, 1u), t2c, w, 2u, 1u);
+    (*acc).c2 = tap_sum(tap_sum(tap_sum((*acc).c2, t0c, w, 0u, 2u), t1c, w, 1u, 2u), t2c, w, 2u, 2u);
+    (*acc).c3 = tap_sum(tap_sum(tap_sum((*acc).c3, t0c, w, 0u, 3u), t1c, w, 1u, 3u), t2c, w, 2u, 3u);
+    (*acc).d0 = tap_sum(tap_sum(tap_sum((*acc).d0, t0d, w, 0u, 0u), t1d, w, 1u, 0u), t2d, w, 2u, 0u);
+    (*acc).d1 = tap_sum(tap_sum(tap_sum((*acc).d1, t0d, w, 0u, 1u), t1d, w, 1u, 1u), t2d, w, 2u, 1u);
+    (*acc).d2 = tap_sum(tap_sum(tap_sum((*acc).d2, t0d, w, 0u, 2u), t1d, w, 1u, 2u), t2d, w, 2u, 2u);
+    (*acc).d3 = tap_sum(tap_sum(tap_sum((*acc).d3, t0d, w, 0u, 3u), t1d, w, 1u, 3u), t2d, w, 2u, 3u);
+}
+
+// Tap 0 of `w` over 4 input channels at pixels a..d (x*: their values).
+fn mac_tap(acc: ptr<function, Acc>, w: ptr<function, TapWeights>,
+           xa: vec4<f32>, xb: vec4<f32>, xc: vec4<f32>, xd: vec4<f32>) {
+    (*acc).a0 = tap_sum((*acc).a0, xa, w, 0u, 0u); (*acc).a1 = tap_sum((*acc).a1, xa, w, 0u, 1u);
+    (*acc).a2 = tap_sum((*acc).a2, xa, w, 0u, 2u); (*acc).a3 = tap_sum((*acc).a3, xa, w, 0u, 3u);
+    (*acc).b0 = tap_sum((*acc).b0, xb, w, 0u, 0u); (*acc).b1 = tap_sum((*acc).b1, xb, w, 0u, 1u);
+    (*acc).b2 = tap_sum((*acc).b2, xb, w, 0u, 2u); (*acc).b3 = tap_sum((*acc).b3, xb, w, 0u, 3u);
+    (*acc).c0 = tap_sum((*acc).c0, xc, w, 0u, 0u); (*acc).c1 = tap_sum((*acc).c1, xc, w, 0u, 1u);
+    (*acc).c2 = tap_sum((*acc).c2, xc, w, 0u, 2u); (*acc).c3 = tap_sum((*acc).c3, xc, w, 0u, 3u);
+    (*acc).d0 = tap_sum((*acc).d0, xd, w, 0u, 0u); (*acc).d1 = tap_sum((*acc).d1, xd, w, 0u, 1u);
+    (*acc).d2 = tap_sum((*acc).d2, xd, w, 0u, 2u); (*acc).d3 = tap_sum((*acc).d3, xd, w, 0u, 3u);
+}
+
+// The three taps of a kernel row over 4 input channels into `w`: `first` the
+// index of tap 0's first weight vec4 (taps IN_C * o4 apart).
+fn share_row(w: ptr<function, TapWeights>, first: u32, o4: u32, lane: u32) {
+    share_tap(w, 0u, first, o4, lane);
+    share_tap(w, 1u, first + IN_C * o4, o4, lane);
+    share_tap(w, 2u, first + 2u * IN_C * o4, o4, lane);
+}
+
+fn add_acc(acc: ptr<function, Acc>, s: Acc) {
+    (*acc).a0 += s.a0; (*acc).a1 += s.a1; (*acc).a2 += s.a2; (*acc).a3 += s.a3;
+    (*acc).b0 += s.b0; (*acc).b1 += s.b1; (*acc).b2 += s.b2; (*acc).b3 += s.b3;
+    (*acc).c0 += s.c0; (*acc).c1 += s.c1; (*acc).c2 += s.c2; (*acc).c3 += s.c3;
+    (*acc).d0 += s.d0; (*acc).d1 += s.d1; (*acc).d2 += s.d2; (*acc).d3 += s.d3;
+}
+
+// The epilogue of the run at pixels ox..ox+3 of row oy of image n, output
+// vec4s b..b+3 (channels c..c+15): pixels past the row are not stored.
+fn store_run(acc: Acc, n: u32, oy: u32, ox: u32, b: u32, c: u32) {
     let out4 = OUT_C / 4u;
-    let c = block * CB;
     let base = ((n * OUT_H + oy) * OUT_W + ox) * out4 + b;
-    finish(base, c, acc.a0); finish(base + 1u, c + 4u, acc.a1); finish(base + 2u, c + 8u, acc.a2); finish(base + 3u, c + 12u, acc.a3);
+    if (ox < OUT_W) {
+        finish(base, c, acc.a0); finish(base + 1u, c + 4u, acc.a1); finish(base + 2u, c + 8u, acc.a2); finish(base + 3u, c + 12u, acc.a3);
+    }
     if (ox + 1u < OUT_W) {
         let o = base + out4;
         finish(o, c, acc.b0); finish(o + 1u, c + 4u, acc.b1); finish(o + 2u, c + 8u, acc.b2); finish(o + 3u, c + 12u, acc.b3);
@@ -217,5 +166,244 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     if (ox + 3u < OUT_W) {
         let o = base + 3u * out4;
         finish(o, c, acc.d0); finish(o + 1u, c + 4u, acc.d1); finish(o + 2u, c + 8u, acc.d2); finish(o + 3u, c + 12u, acc.d3);
+    }
+}
+
+// Input vec4 c4 of pixel `pa` + k - 1 of a row (`vy`: whether the row is
+// inside the input), `ox` the column of pixel `pa`: the pixels of a stride-1
+// 3x3 conv padded 1 left, from the one left of the run on.
+fn row_pixel(pa: u32, k: u32, c4: u32, vy: bool, ox: u32) -> vec4<f32> {
+    return input4(pa + k - 1u, c4, vy && ox + k >= 1u && ox + k - 1u < IN_W);
+}
+
+// Input vec4 c4 of column ix + k of a row that starts at pixel `row` - ix.
+fn row_column(row: u32, k: u32, c4: u32, vy: bool, ix: u32) -> vec4<f32> {
+    return input4(row + k, c4, vy && ix + k < IN_W);
+}
+
+// A stride-1 kernel row for one run: p0..p5 the pixels left of it to right of it.
+fn stride1_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, p0: vec4<f32>, p1: vec4<f32>,
+               p2: vec4<f32>, p3: vec4<f32>, p4: vec4<f32>, p5: vec4<f32>) {
+    mac_row(acc, w, p0, p1, p2, p3, p1, p2, p3, p4, p2, p3, p4, p5);
+}
+
+// A stride-2 kernel row for one run: s0..s8 the columns its taps read.
+fn stride2_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, s0: vec4<f32>, s1: vec4<f32>,
+               s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>,
+               s7: vec4<f32>, s8: vec4<f32>) {
+    mac_row(acc, w, s0, s2, s4, s6, s1, s3, s5, s7, s2, s4, s6, s8);
+}
+
+// Any other conv: tap (`ix` its first column, `vy` whether its row is inside
+// the input, `row` the row's first pixel) for the run at output pixel ox.
+fn any_tap_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u32, ix: i32, vy: bool,
+               ox: u32, c4: u32) {
+    let s = i32(SW);
+    // Output pixel ox + k reads input column ix + k * s.
+    let ia = vy && ix >= 0 && ix < i32(IN_W) && ox < OUT_W;
+    let ib = vy && ix + s >= 0 && ix + s < i32(IN_W) && ox + 1u < OUT_W;
+    let ic = vy && ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
+    let id = vy && ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
+    mac_tap(acc, w, input4(row + u32(ix), c4, ia), input4(row + u32(ix + s), c4, ib),
+            input4(row + u32(ix + 2 * s), c4, ic), input4(row + u32(ix + 3 * s), c4, id));
+}
+
+// The fused shortcut's 4 input channels c4 for the run at output pixel ox.
+fn shortcut_tap_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, n: u32, oy: u32, ox: u32, c4: u32) {
+    let pa = shortcut_pixel(n, oy, ox);
+    mac_tap(acc, w, shortcut_input4(pa, c4, ox < OUT_W), shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W),
+            shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W),
+            shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W));
+}
+
+@compute @workgroup_size(WG)
+fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+                 @builtin(subgroup_size) lanes: u32) {
+    let span = PX * RUNS; // output pixels per invocation
+    let runs = (OUT_W + span - 1u) / span;
+    let total = p.n * OUT_H * runs;
+    let flat = flat_index(gid, nwg);
+    let live = flat < total;
+    let i = min(flat, total - 1u); // lanes past the batch compute a copy and store nothing
+    let ox = (i % runs) * span;
+    let oy = (i / runs) % OUT_H;
+    let n = i / (runs * OUT_H);
+    let block = wid.y;
+    let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u);
+    let b = block * (CB / 4u);
+    // Run r: output pixels ox + 4r .. ox + 4r + 3.
+    var r0 = Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
+    var r1 = r0;
+    var r2 = r0;
+    var r3 = r0;
+    var tw: TapWeights;
+    if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
+        // Do the neighbouring lanes hold the neighbouring runs of this row?
+        let before = subgroupShuffleUp(i, 1u);
+        let after = subgroupShuffleDown(i, 1u);
+        let left_ok = ox == 0u || (lane > 0u && before + 1u == i);
+        let right_ok = ox + PX >= IN_W || (lane + 1u < lanes && after == i + 1u);
+        let neighbours_share = SHUFFLE_NEIGHBOURS && RUNS == 1u && subgroupAll(left_ok && right_ok);
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy + ky) - i32(PAD_TOP);
+            let vy = iy >= 0 && iy < i32(IN_H);
+            let pa = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ox;
+            let w = ky * KW * IN_C * o4 + b;
+            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                // p[k]: pixel ox + k - 1 of the row.
+                let p1 = row_pixel(pa, 1u, c4, vy, ox);
+                let p2 = row_pixel(pa, 2u, c4, vy, ox);
+                let p3 = row_pixel(pa, 3u, c4, vy, ox);
+                let p4 = row_pixel(pa, 4u, c4, vy, ox);
+                let from_before = subgroupShuffleUp(p4, 1u);
+                let from_after = subgroupShuffleDown(p1, 1u);
+                var p0: vec4<f32>;
+                var p5: vec4<f32>;
+                if (neighbours_share) {
+                    p0 = select(vec4<f32>(0.0), from_before, vy && ox > 0u);
+                    p5 = select(vec4<f32>(0.0), from_after, vy && ox + PX < IN_W);
+                } else {
+                    p0 = row_pixel(pa, 0u, c4, vy, ox);
+                    p5 = row_pixel(pa, 5u, c4, vy, ox);
+                }
+                share_row(&tw, w + c4 * 4u * o4, o4, lane);
+                stride1_run(&r0, &tw, p0, p1, p2, p3, p4, p5);
+                if (RUNS >= 2u) {
+                    let p6 = row_pixel(pa, 6u, c4, vy, ox);
+                    let p7 = row_pixel(pa, 7u, c4, vy, ox);
+                    let p8 = row_pixel(pa, 8u, c4, vy, ox);
+                    let p9 = row_pixel(pa, 9u, c4, vy, ox);
+                    stride1_run(&r1, &tw, p4, p5, p6, p7, p8, p9);
+                    if (RUNS == 4u) {
+                        let p10 = row_pixel(pa, 10u, c4, vy, ox);
+                        let p11 = row_pixel(pa, 11u, c4, vy, ox);
+                        let p12 = row_pixel(pa, 12u, c4, vy, ox);
+                        let p13 = row_pixel(pa, 13u, c4, vy, ox);
+                        stride1_run(&r2, &tw, p8, p9, p10, p11, p12, p13);
+                        let p14 = row_pixel(pa, 14u, c4, vy, ox);
+                        let p15 = row_pixel(pa, 15u, c4, vy, ox);
+                        let p16 = row_pixel(pa, 16u, c4, vy, ox);
+                        let p17 = row_pixel(pa, 17u, c4, vy, ox);
+                        stride1_run(&r3, &tw, p12, p13, p14, p15, p16, p17);
+                    }
+                }
+            }
+        }
+    } else if (KW == 3u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
+        // 3x3 stride-2 convs padded 0 left (TF 'same' on an even width): run r's
+        // three kx taps read columns 2 * ox + 8r .. 2 * ox + 8r + 8; load
+        // those 9 once per 4 input channels instead of 12 (runs share one).
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
+            let vy = iy >= 0 && iy < i32(IN_H);
+            let ix = 2u * ox;
+            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ix;
+            let w = ky * KW * IN_C * o4 + b;
+            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                let s0 = row_column(row, 0u, c4, vy, ix);
+                let s1 = row_column(row, 1u, c4, vy, ix);
+                let s2 = row_column(row, 2u, c4, vy, ix);
+                let s3 = row_column(row, 3u, c4, vy, ix);
+                let s4 = row_column(row, 4u, c4, vy, ix);
+                let s5 = row_column(row, 5u, c4, vy, ix);
+                let s6 = row_column(row, 6u, c4, vy, ix);
+                let s7 = row_column(row, 7u, c4, vy, ix);
+                let s8 = row_column(row, 8u, c4, vy, ix);
+                share_row(&tw, w + c4 * 4u * o4, o4, lane);
+                stride2_run(&r0, &tw, s0, s1, s2, s3, s4, s5, s6, s7, s8);
+                if (RUNS >= 2u) {
+                    let s9 = row_column(row, 9u, c4, vy, ix);
+                    let s10 = row_column(row, 10u, c4, vy, ix);
+                    let s11 = row_column(row, 11u, c4, vy, ix);
+                    let s12 = row_column(row, 12u, c4, vy, ix);
+                    let s13 = row_column(row, 13u, c4, vy, ix);
+                    let s14 = row_column(row, 14u, c4, vy, ix);
+                    let s15 = row_column(row, 15u, c4, vy, ix);
+                    let s16 = row_column(row, 16u, c4, vy, ix);
+                    stride2_run(&r1, &tw, s8, s9, s10, s11, s12, s13, s14, s15, s16);
+                    if (RUNS == 4u) {
+                        let s17 = row_column(row, 17u, c4, vy, ix);
+                        let s18 = row_column(row, 18u, c4, vy, ix);
+                        let s19 = row_column(row, 19u, c4, vy, ix);
+                        let s20 = row_column(row, 20u, c4, vy, ix);
+                        let s21 = row_column(row, 21u, c4, vy, ix);
+                        let s22 = row_column(row, 22u, c4, vy, ix);
+                        let s23 = row_column(row, 23u, c4, vy, ix);
+                        let s24 = row_column(row, 24u, c4, vy, ix);
+                        stride2_run(&r2, &tw, s16, s17, s18, s19, s20, s21, s22, s23, s24);
+                        let s25 = row_column(row, 25u, c4, vy, ix);
+                        let s26 = row_column(row, 26u, c4, vy, ix);
+                        let s27 = row_column(row, 27u, c4, vy, ix);
+                        let s28 = row_column(row, 28u, c4, vy, ix);
+                        let s29 = row_column(row, 29u, c4, vy, ix);
+                        let s30 = row_column(row, 30u, c4, vy, ix);
+                        let s31 = row_column(row, 31u, c4, vy, ix);
+                        let s32 = row_column(row, 32u, c4, vy, ix);
+                        stride2_run(&r3, &tw, s24, s25, s26, s27, s28, s29, s30, s31, s32);
+                    }
+                }
+            }
+        }
+    } else {
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * SH + ky) - i32(PAD_TOP);
+            let vy = iy >= 0 && iy < i32(IN_H);
+            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = i32(ox * SW + kx) - i32(PAD_LEFT);
+                let run = i32(PX * SW); // input columns between runs
+                let w = (ky * KW + kx) * IN_C * o4 + b;
+                for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
+                    share_tap(&tw, 0u, w + c4 * 4u * o4, o4, lane);
+                    any_tap_run(&r0, &tw, row, ix, vy, ox, c4);
+                    if (RUNS >= 2u) {
+                        any_tap_run(&r1, &tw, row, ix + run, vy, ox + PX, c4);
+                    }
+                    if (RUNS == 4u) {
+                        any_tap_run(&r2, &tw, row, ix + 2 * run, vy, ox + 2u * PX, c4);
+                        any_tap_run(&r3, &tw, row, ix + 3 * run, vy, ox + 3u * PX, c4);
+                    }
+                }
+            }
+        }
+    }
+    if (SHORTCUT) {
+        // The shortcut summed on its own (bias, then its input channels in
+        // order, as the CPU does), its weights shared like the conv's.
+        var s0 = shortcut_bias(b);
+        var s1 = s0;
+        var s2 = s0;
+        var s3 = s0;
+        for (var c4 = 0u; c4 < SC_C / 4u; c4++) {
+            share_tap(&tw, 0u, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane);
+            shortcut_tap_run(&s0, &tw, n, oy, ox, c4);
+            if (RUNS >= 2u) {
+                shortcut_tap_run(&s1, &tw, n, oy, ox + PX, c4);
+            }
+            if (RUNS == 4u) {
+                shortcut_tap_run(&s2, &tw, n, oy, ox + 2u * PX, c4);
+                shortcut_tap_run(&s3, &tw, n, oy, ox + 3u * PX, c4);
+            }
+        }
+        add_acc(&r0, s0);
+        add_acc(&r1, s1);
+        add_acc(&r2, s2);
+        add_acc(&r3, s3);
+    }
+    if (!live) {
+        return;
+    }
+    let c = block * CB;
+    store_run(r0, n, oy, ox, b, c);
+    if (RUNS >= 2u) {
+        store_run(r1, n, oy, ox + PX, b, c);
+    }
+    if (RUNS == 4u) {
+        store_run(r2, n, oy, ox + 2u * PX, b, c);
+        store_run(r3, n, oy, ox + 3u * PX, b, c);
     }
 }

@@ -125,6 +125,10 @@ pub enum Variant {
     /// or shortcut input) from 2D textures too (copies of their producers'
     /// outputs).
     ConvSubgroupTextures,
+    /// `ConvSubgroupTexture` with 2 or 4 runs of `PX` pixels per invocation.
+    ConvSubgroupWideTexture,
+    /// `ConvSubgroupTextures` with 2 or 4 runs of `PX` pixels per invocation.
+    ConvSubgroupWideTextures,
     /// Implicit GEMM tiled through workgroup memory.
     ConvTiled,
     BatchNorm,
@@ -173,7 +177,7 @@ pub enum Access {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 27] = [
+    pub const ALL: [Variant; 29] = [
         Variant::ConvGeneric,
         Variant::ConvDirect,
         Variant::ConvWide,
@@ -182,6 +186,8 @@ impl Variant {
         Variant::ConvSubgroup,
         Variant::ConvSubgroupTexture,
         Variant::ConvSubgroupTextures,
+        Variant::ConvSubgroupWideTexture,
+        Variant::ConvSubgroupWideTextures,
         Variant::ConvTiled,
         Variant::BatchNorm,
         Variant::Relu,
@@ -204,7 +210,7 @@ impl Variant {
     ];
 
     /// The conv variants, the ones the engine chooses between per layer.
-    pub const CONV: [Variant; 9] = [
+    pub const CONV: [Variant; 11] = [
         Variant::ConvWide,
         Variant::ConvWideTexture,
         Variant::ConvDirect,
@@ -212,6 +218,8 @@ impl Variant {
         Variant::ConvSubgroup,
         Variant::ConvSubgroupTexture,
         Variant::ConvSubgroupTextures,
+        Variant::ConvSubgroupWideTexture,
+        Variant::ConvSubgroupWideTextures,
         Variant::ConvTiled,
         Variant::ConvGeneric,
     ];
@@ -264,12 +272,12 @@ impl Variant {
                 "conv_subgroup",
                 CONV,
             ),
-            Variant::ConvSubgroupTexture => (
+            Variant::ConvSubgroupTexture | Variant::ConvSubgroupWideTexture => (
                 &["conv_weights_texture.wgsl", "conv_shortcut.wgsl", "conv.wgsl", "conv_subgroup.wgsl"],
                 "conv_subgroup",
                 CONV_TEXTURE,
             ),
-            Variant::ConvSubgroupTextures => (
+            Variant::ConvSubgroupTextures | Variant::ConvSubgroupWideTextures => (
                 &[
                     "conv_weights_texture.wgsl",
                     "conv_input_texture.wgsl",
@@ -317,6 +325,8 @@ impl Variant {
             Variant::ConvSubgroup => "conv_subgroup",
             Variant::ConvSubgroupTexture => "conv_subgroup_texture_weights",
             Variant::ConvSubgroupTextures => "conv_subgroup_textures",
+            Variant::ConvSubgroupWideTexture => "conv_subgroup_wide_texture_weights",
+            Variant::ConvSubgroupWideTextures => "conv_subgroup_wide_textures",
             Variant::ConvTiled => "conv_tiled",
             Variant::BatchNorm => "batch_norm",
             Variant::Relu => "relu",
@@ -348,6 +358,7 @@ impl Variant {
                 | Variant::ConvWideTexture
                 | Variant::ConvSubgroup
                 | Variant::ConvSubgroupTexture
+                | Variant::ConvSubgroupWideTexture
                 | Variant::ConvTiled
                 | Variant::Head
         )
@@ -355,18 +366,43 @@ impl Variant {
 
     /// Whether the shader uses subgroup operations (needs `Features::SUBGROUP`).
     pub fn uses_subgroups(self) -> bool {
-        matches!(self, Variant::ConvSubgroup | Variant::ConvSubgroupTexture | Variant::ConvSubgroupTextures)
+        matches!(
+            self,
+            Variant::ConvSubgroup
+                | Variant::ConvSubgroupTexture
+                | Variant::ConvSubgroupTextures
+                | Variant::ConvSubgroupWideTexture
+                | Variant::ConvSubgroupWideTextures
+        )
+    }
+
+    /// Runs of `PX` output pixels per invocation of the subgroup convs
+    /// (`RUNS`) on a layer `out_w` pixels wide: the wide ones take 4 where a
+    /// row holds 4 runs, else 2.
+    pub fn subgroup_runs(self, out_w: u32) -> u32 {
+        match self {
+            Variant::ConvSubgroupWideTexture | Variant::ConvSubgroupWideTextures if out_w >= 4 * CONV_PIXEL_RUN => 4,
+            Variant::ConvSubgroupWideTexture | Variant::ConvSubgroupWideTextures => 2,
+            _ => 1,
+        }
     }
 
     /// Whether the conv weights are a sampled texture (`conv_weights_texture.wgsl`).
     pub fn samples_weights(self) -> bool {
-        matches!(self, Variant::ConvWideTexture | Variant::ConvSubgroupTexture | Variant::ConvSubgroupTextures)
+        matches!(
+            self,
+            Variant::ConvWideTexture
+                | Variant::ConvSubgroupTexture
+                | Variant::ConvSubgroupTextures
+                | Variant::ConvSubgroupWideTexture
+                | Variant::ConvSubgroupWideTextures
+        )
     }
 
     /// Whether the conv reads its input and skip input from 2D textures
     /// (`conv_input_texture.wgsl`).
     pub fn reads_input_texture(self) -> bool {
-        self == Variant::ConvSubgroupTextures
+        matches!(self, Variant::ConvSubgroupTextures | Variant::ConvSubgroupWideTextures)
     }
 
     pub fn from_name(name: &str) -> Option<Variant> {
@@ -384,6 +420,7 @@ impl Variant {
                 | Variant::ConvUniform
                 | Variant::ConvSubgroup
                 | Variant::ConvSubgroupTexture
+                | Variant::ConvSubgroupWideTexture
                 | Variant::ConvTiled
         )
     }

@@ -468,6 +468,9 @@ pub fn lower(
                     if chosen.uses_subgroups() {
                         let lanes = if caps.subgroup_lanes >= 16 { 16 } else { 8 };
                         constants.push(("WEIGHT_LANES", lanes as f64));
+                        if chosen.subgroup_runs(out_w) > 1 {
+                            constants.push(("RUNS", chosen.subgroup_runs(out_w) as f64));
+                        }
                     }
                 }
                 _ => unreachable!("checked above"),
@@ -484,6 +487,10 @@ pub fn lower(
                 Variant::ConvTiled => Grid::Invocations { per_image: out_h as u64 * out_w as u64, y: blocks },
                 Variant::ConvWide | Variant::ConvWideTexture => Grid::Invocations {
                     per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
+                    y: blocks,
+                },
+                Variant::ConvSubgroupWideTexture | Variant::ConvSubgroupWideTextures => Grid::Invocations {
+                    per_image: out_h as u64 * out_w.div_ceil(CONV_PIXEL_RUN * chosen.subgroup_runs(out_w)) as u64,
                     y: blocks,
                 },
                 _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
