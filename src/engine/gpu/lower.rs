@@ -899,6 +899,26 @@ mod tests {
     }
 
     #[test]
+    fn wide_subgroup_convs_take_as_many_runs_as_a_row_holds() {
+        for v in [Variant::ConvSubgroupWideTexture, Variant::ConvSubgroupWideTextures] {
+            assert_eq!([32, 16, 15, 8, 2].map(|w| v.subgroup_runs(w)), [4, 4, 2, 2, 2], "{v:?}");
+        }
+        assert_eq!(Variant::ConvSubgroupTextures.subgroup_runs(32), 1);
+        // The block conv of the unfused-shortcut graph: 2 × 2 output, so one
+        // invocation of 2 runs per row, and RUNS says so.
+        let g = crate::passes::fuse_residual(&crate::passes::fuse_activations(&crate::passes::fold_batch_norm(
+            &tiny_resnet(),
+        )));
+        let b = g.find("relu_out").unwrap();
+        let l = lower(&g, b, Some(Variant::ConvSubgroupWideTextures), CAPS, Input::F32).unwrap().unwrap();
+        assert!(l.constants.contains(&("RUNS", 2.0)), "{:?}", l.constants);
+        assert_eq!(l.invocations_per_image(), 2);
+        let l = lower(&g, b, Some(Variant::ConvSubgroupTextures), CAPS, Input::F32).unwrap().unwrap();
+        assert!(!l.constants.iter().any(|(name, _)| *name == "RUNS"), "one run is the shader's default");
+        assert_eq!(l.invocations_per_image(), 2);
+    }
+
+    #[test]
     fn a_bias_larger_than_the_uniform_block_falls_back_to_the_generic_conv() {
         // A 1x1 conv to 1040 channels: its bias needs 260 vec4s, over 256.
         let mut g = crate::passes::optimize(&tiny_resnet());
