@@ -194,6 +194,22 @@ fn stride2_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, s0: vec4<f
     mac_row(acc, w, s0, s2, s4, s6, s1, s3, s5, s7, s2, s4, s6, s8);
 }
 
+// stride2_run for the run whose columns start at k (its first, `first`,
+// the last of the run before); returns its last column, the next run's first.
+fn stride2_run_at(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u32, k: u32, first: vec4<f32>,
+                  c4: u32, vy: bool, ix: u32) -> vec4<f32> {
+    let s1 = row_column(row, k + 1u, c4, vy, ix);
+    let s2 = row_column(row, k + 2u, c4, vy, ix);
+    let s3 = row_column(row, k + 3u, c4, vy, ix);
+    let s4 = row_column(row, k + 4u, c4, vy, ix);
+    let s5 = row_column(row, k + 5u, c4, vy, ix);
+    let s6 = row_column(row, k + 6u, c4, vy, ix);
+    let s7 = row_column(row, k + 7u, c4, vy, ix);
+    let s8 = row_column(row, k + 8u, c4, vy, ix);
+    stride2_run(acc, w, first, s1, s2, s3, s4, s5, s6, s7, s8);
+    return s8;
+}
+
 // Any other conv: tap (`ix` its first column, `vy` whether its row is inside
 // the input, `row` the row's first pixel) for the run at output pixel ox.
 fn any_tap_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u32, ix: i32, vy: bool,
@@ -304,46 +320,13 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
             let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ix;
             let w = ky * KW * IN_C * o4 + b;
             for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                let s0 = row_column(row, 0u, c4, vy, ix);
-                let s1 = row_column(row, 1u, c4, vy, ix);
-                let s2 = row_column(row, 2u, c4, vy, ix);
-                let s3 = row_column(row, 3u, c4, vy, ix);
-                let s4 = row_column(row, 4u, c4, vy, ix);
-                let s5 = row_column(row, 5u, c4, vy, ix);
-                let s6 = row_column(row, 6u, c4, vy, ix);
-                let s7 = row_column(row, 7u, c4, vy, ix);
-                let s8 = row_column(row, 8u, c4, vy, ix);
                 share_row(&tw, w + c4 * 4u * o4, o4, lane);
-                stride2_run(&r0, &tw, s0, s1, s2, s3, s4, s5, s6, s7, s8);
+                let e0 = stride2_run_at(&r0, &tw, row, 0u, row_column(row, 0u, c4, vy, ix), c4, vy, ix);
                 if (RUNS >= 2u) {
-                    let s9 = row_column(row, 9u, c4, vy, ix);
-                    let s10 = row_column(row, 10u, c4, vy, ix);
-                    let s11 = row_column(row, 11u, c4, vy, ix);
-                    let s12 = row_column(row, 12u, c4, vy, ix);
-                    let s13 = row_column(row, 13u, c4, vy, ix);
-                    let s14 = row_column(row, 14u, c4, vy, ix);
-                    let s15 = row_column(row, 15u, c4, vy, ix);
-                    let s16 = row_column(row, 16u, c4, vy, ix);
-                    stride2_run(&r1, &tw, s8, s9, s10, s11, s12, s13, s14, s15, s16);
+                    let e1 = stride2_run_at(&r1, &tw, row, 8u, e0, c4, vy, ix);
                     if (RUNS == 4u) {
-                        let s17 = row_column(row, 17u, c4, vy, ix);
-                        let s18 = row_column(row, 18u, c4, vy, ix);
-                        let s19 = row_column(row, 19u, c4, vy, ix);
-                        let s20 = row_column(row, 20u, c4, vy, ix);
-                        let s21 = row_column(row, 21u, c4, vy, ix);
-                        let s22 = row_column(row, 22u, c4, vy, ix);
-                        let s23 = row_column(row, 23u, c4, vy, ix);
-                        let s24 = row_column(row, 24u, c4, vy, ix);
-                        stride2_run(&r2, &tw, s16, s17, s18, s19, s20, s21, s22, s23, s24);
-                        let s25 = row_column(row, 25u, c4, vy, ix);
-                        let s26 = row_column(row, 26u, c4, vy, ix);
-                        let s27 = row_column(row, 27u, c4, vy, ix);
-                        let s28 = row_column(row, 28u, c4, vy, ix);
-                        let s29 = row_column(row, 29u, c4, vy, ix);
-                        let s30 = row_column(row, 30u, c4, vy, ix);
-                        let s31 = row_column(row, 31u, c4, vy, ix);
-                        let s32 = row_column(row, 32u, c4, vy, ix);
-                        stride2_run(&r3, &tw, s24, s25, s26, s27, s28, s29, s30, s31, s32);
+                        let e2 = stride2_run_at(&r2, &tw, row, 16u, e1, c4, vy, ix);
+                        stride2_run_at(&r3, &tw, row, 24u, e2, c4, vy, ix);
                     }
                 }
             }
