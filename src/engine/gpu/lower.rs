@@ -489,11 +489,11 @@ pub fn lower(
                     per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
                     y: blocks,
                 },
-                Variant::ConvSubgroupWideTexture | Variant::ConvSubgroupWideTextures => Grid::Invocations {
+                // An invocation per `subgroup_runs` runs of a row (1 but for the wide subgroup convs).
+                _ => Grid::Invocations {
                     per_image: out_h as u64 * out_w.div_ceil(CONV_PIXEL_RUN * chosen.subgroup_runs(out_w)) as u64,
                     y: blocks,
                 },
-                _ => Grid::Invocations { per_image: out_h as u64 * runs, y: blocks },
             };
             Lowered {
                 input: if packed { Input::Packed8 } else { Input::F32 },
