@@ -15,8 +15,9 @@
 //   3x3 stride-2 convs padded 0 left: a lane loads the 9 columns its three
 //   taps read once (not 12). Both sum a kernel row's taps 4 input channels
 //   at a time, not in the CPU's order (within ~1e-6 relative).
-// - An invocation computes RUNS runs of PX pixels, the runs of a row sharing
-//   the weights and the input pixels between them.
+// - An invocation computes RUNS runs of PX pixels for BLOCKS blocks of CB
+//   output channels: the runs of a row share the weights, the blocks share
+//   the input pixels.
 // - Each accumulator takes a kernel row's 12 terms (or a tap's 4) in a row:
 //   a CPU driver keeps the 64 accumulators of a run on the stack, and so
 //   loads and stores each once per kernel row and 4 input channels rather
@@ -29,6 +30,11 @@
 // each kernel row's weights, shared once, serve more multiply-adds, and a
 // row of input is loaded with 2 extra pixels for 4 * RUNS outputs, not for 4.
 override RUNS: u32 = 1u;
+
+// Blocks of CB output channels one invocation computes: 1 or 2 (the second
+// block's accumulators q*, its weights in `tw2`). Two: each input fetch (a
+// called function on lavapipe) serves 32 output channels, not 16.
+override BLOCKS: u32 = 1u;
 
 // Lanes that share a tap's 16 weight vec4s: 16 (one load each) where every
 // subgroup of the adapter has at least 16 invocations (lavapipe at 512 bits),
@@ -140,6 +146,23 @@ fn share_row(w: ptr<function, TapWeights>, first: u32, o4: u32, lane: u32) {
     share_tap(w, 2u, first + 2u * IN_C * o4, o4, lane);
 }
 
+// share_row into `w` for the first block and, when BLOCKS is 2, into `w2`
+// for the second (its weights CB / 4 vec4s on in each row).
+fn share_blocks(w: ptr<function, TapWeights>, w2: ptr<function, TapWeights>, first: u32, o4: u32, lane: u32) {
+    share_row(w, first, o4, lane);
+    if (BLOCKS == 2u) {
+        share_row(w2, first + CB / 4u, o4, lane);
+    }
+}
+
+// share_tap (tap 0) for the blocks, as share_blocks.
+fn share_tap_blocks(w: ptr<function, TapWeights>, w2: ptr<function, TapWeights>, first: u32, o4: u32, lane: u32) {
+    share_tap(w, 0u, first, o4, lane);
+    if (BLOCKS == 2u) {
+        share_tap(w2, 0u, first + CB / 4u, o4, lane);
+    }
+}
+
 fn add_acc(acc: ptr<function, Acc>, s: Acc) {
     (*acc).a0 += s.a0; (*acc).a1 += s.a1; (*acc).a2 += s.a2; (*acc).a3 += s.a3;
     (*acc).b0 += s.b0; (*acc).b1 += s.b1; (*acc).b2 += s.b2; (*acc).b3 += s.b3;
@@ -181,23 +204,33 @@ fn row_column(row: u32, k: u32, c4: u32, vy: bool, ix: u32) -> vec4<f32> {
     return input4(row + k, c4, vy && ix + k < IN_W);
 }
 
-// A stride-1 kernel row for one run: p0..p5 the pixels left of it to right of it.
-fn stride1_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, p0: vec4<f32>, p1: vec4<f32>,
-               p2: vec4<f32>, p3: vec4<f32>, p4: vec4<f32>, p5: vec4<f32>) {
+// A stride-1 kernel row for one run: p0..p5 the pixels left of it to right
+// of it; into `acc` with weights `w` and, when BLOCKS is 2, into `acc2` with `w2`.
+fn stride1_run(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<function, TapWeights>,
+               w2: ptr<function, TapWeights>, p0: vec4<f32>, p1: vec4<f32>, p2: vec4<f32>, p3: vec4<f32>,
+               p4: vec4<f32>, p5: vec4<f32>) {
     mac_row(acc, w, p0, p1, p2, p3, p1, p2, p3, p4, p2, p3, p4, p5);
+    if (BLOCKS == 2u) {
+        mac_row(acc2, w2, p0, p1, p2, p3, p1, p2, p3, p4, p2, p3, p4, p5);
+    }
 }
 
-// A stride-2 kernel row for one run: s0..s8 the columns its taps read.
-fn stride2_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, s0: vec4<f32>, s1: vec4<f32>,
-               s2: vec4<f32>, s3: vec4<f32>, s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>,
-               s7: vec4<f32>, s8: vec4<f32>) {
+// A stride-2 kernel row for one run: s0..s8 the columns its taps read (the
+// blocks as in stride1_run).
+fn stride2_run(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<function, TapWeights>,
+               w2: ptr<function, TapWeights>, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>,
+               s4: vec4<f32>, s5: vec4<f32>, s6: vec4<f32>, s7: vec4<f32>, s8: vec4<f32>) {
     mac_row(acc, w, s0, s2, s4, s6, s1, s3, s5, s7, s2, s4, s6, s8);
+    if (BLOCKS == 2u) {
+        mac_row(acc2, w2, s0, s2, s4, s6, s1, s3, s5, s7, s2, s4, s6, s8);
+    }
 }
 
 // stride2_run for the run whose columns start at k (its first, `first`,
 // the last of the run before); returns its last column, the next run's first.
-fn stride2_run_at(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u32, k: u32, first: vec4<f32>,
-                  c4: u32, vy: bool, ix: u32) -> vec4<f32> {
+fn stride2_run_at(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<function, TapWeights>,
+                  w2: ptr<function, TapWeights>, row: u32, k: u32, first: vec4<f32>, c4: u32, vy: bool,
+                  ix: u32) -> vec4<f32> {
     let s1 = row_column(row, k + 1u, c4, vy, ix);
     let s2 = row_column(row, k + 2u, c4, vy, ix);
     let s3 = row_column(row, k + 3u, c4, vy, ix);
@@ -206,30 +239,52 @@ fn stride2_run_at(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u3
     let s6 = row_column(row, k + 6u, c4, vy, ix);
     let s7 = row_column(row, k + 7u, c4, vy, ix);
     let s8 = row_column(row, k + 8u, c4, vy, ix);
-    stride2_run(acc, w, first, s1, s2, s3, s4, s5, s6, s7, s8);
+    stride2_run(acc, acc2, w, w2, first, s1, s2, s3, s4, s5, s6, s7, s8);
     return s8;
 }
 
 // Any other conv: tap (`ix` its first column, `vy` whether its row is inside
-// the input, `row` the row's first pixel) for the run at output pixel ox.
-fn any_tap_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, row: u32, ix: i32, vy: bool,
-               ox: u32, c4: u32) {
+// the input, `row` the row's first pixel) for the run at output pixel ox
+// (the blocks as in stride1_run).
+fn any_tap_run(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<function, TapWeights>,
+               w2: ptr<function, TapWeights>, row: u32, ix: i32, vy: bool, ox: u32, c4: u32) {
     let s = i32(SW);
     // Output pixel ox + k reads input column ix + k * s.
     let ia = vy && ix >= 0 && ix < i32(IN_W) && ox < OUT_W;
     let ib = vy && ix + s >= 0 && ix + s < i32(IN_W) && ox + 1u < OUT_W;
     let ic = vy && ix + 2 * s >= 0 && ix + 2 * s < i32(IN_W) && ox + 2u < OUT_W;
     let id = vy && ix + 3 * s >= 0 && ix + 3 * s < i32(IN_W) && ox + 3u < OUT_W;
-    mac_tap(acc, w, input4(row + u32(ix), c4, ia), input4(row + u32(ix + s), c4, ib),
-            input4(row + u32(ix + 2 * s), c4, ic), input4(row + u32(ix + 3 * s), c4, id));
+    let xa = input4(row + u32(ix), c4, ia);
+    let xb = input4(row + u32(ix + s), c4, ib);
+    let xc = input4(row + u32(ix + 2 * s), c4, ic);
+    let xd = input4(row + u32(ix + 3 * s), c4, id);
+    mac_tap(acc, w, xa, xb, xc, xd);
+    if (BLOCKS == 2u) {
+        mac_tap(acc2, w2, xa, xb, xc, xd);
+    }
 }
 
-// The fused shortcut's 4 input channels c4 for the run at output pixel ox.
-fn shortcut_tap_run(acc: ptr<function, Acc>, w: ptr<function, TapWeights>, n: u32, oy: u32, ox: u32, c4: u32) {
+// The fused shortcut's 4 input channels c4 for the run at output pixel ox
+// (the blocks as in stride1_run).
+fn shortcut_tap_run(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<function, TapWeights>,
+                    w2: ptr<function, TapWeights>, n: u32, oy: u32, ox: u32, c4: u32) {
     let pa = shortcut_pixel(n, oy, ox);
-    mac_tap(acc, w, shortcut_input4(pa, c4, ox < OUT_W), shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W),
-            shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W),
-            shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W));
+    let xa = shortcut_input4(pa, c4, ox < OUT_W);
+    let xb = shortcut_input4(pa + SC_SW, c4, ox + 1u < OUT_W);
+    let xc = shortcut_input4(pa + 2u * SC_SW, c4, ox + 2u < OUT_W);
+    let xd = shortcut_input4(pa + 3u * SC_SW, c4, ox + 3u < OUT_W);
+    mac_tap(acc, w, xa, xb, xc, xd);
+    if (BLOCKS == 2u) {
+        mac_tap(acc2, w2, xa, xb, xc, xd);
+    }
+}
+
+// The bias of output vec4s b..b+3 at all four pixels of a run.
+fn bias_acc(b: u32) -> Acc {
+    return Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
+               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
 }
 
 @compute @workgroup_size(WG)
@@ -245,18 +300,22 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     let ox = (i % runs) * span;
     let oy = (i / runs) % OUT_H;
     let n = i / (runs * OUT_H);
-    let block = wid.y;
+    let block = wid.y * BLOCKS; // the first of the invocation's blocks
     let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u);
     let b = block * (CB / 4u);
-    // Run r: output pixels ox + 4r .. ox + 4r + 3.
-    var r0 = Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-                 bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
+    // The second block's first output vec4 (b again, unused, when BLOCKS is 1).
+    let b2 = select(b, b + CB / 4u, BLOCKS == 2u);
+    // Run r: output pixels ox + 4r .. ox + 4r + 3; r* the first block's, q* the second's.
+    var r0 = bias_acc(b);
     var r1 = r0;
     var r2 = r0;
     var r3 = r0;
+    var q0 = bias_acc(b2);
+    var q1 = q0;
+    var q2 = q0;
+    var q3 = q0;
     var tw: TapWeights;
+    var tw2: TapWeights;
     if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
         // Do the neighbouring lanes hold the neighbouring runs of this row?
         let before = subgroupShuffleUp(i, 1u);
@@ -286,25 +345,25 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                     p0 = row_pixel(pa, 0u, c4, vy, ox);
                     p5 = row_pixel(pa, 5u, c4, vy, ox);
                 }
-                share_row(&tw, w + c4 * 4u * o4, o4, lane);
-                stride1_run(&r0, &tw, p0, p1, p2, p3, p4, p5);
+                share_blocks(&tw, &tw2, w + c4 * 4u * o4, o4, lane);
+                stride1_run(&r0, &q0, &tw, &tw2, p0, p1, p2, p3, p4, p5);
                 if (RUNS >= 2u) {
                     let p6 = row_pixel(pa, 6u, c4, vy, ox);
                     let p7 = row_pixel(pa, 7u, c4, vy, ox);
                     let p8 = row_pixel(pa, 8u, c4, vy, ox);
                     let p9 = row_pixel(pa, 9u, c4, vy, ox);
-                    stride1_run(&r1, &tw, p4, p5, p6, p7, p8, p9);
+                    stride1_run(&r1, &q1, &tw, &tw2, p4, p5, p6, p7, p8, p9);
                     if (RUNS == 4u) {
                         let p10 = row_pixel(pa, 10u, c4, vy, ox);
                         let p11 = row_pixel(pa, 11u, c4, vy, ox);
                         let p12 = row_pixel(pa, 12u, c4, vy, ox);
                         let p13 = row_pixel(pa, 13u, c4, vy, ox);
-                        stride1_run(&r2, &tw, p8, p9, p10, p11, p12, p13);
+                        stride1_run(&r2, &q2, &tw, &tw2, p8, p9, p10, p11, p12, p13);
                         let p14 = row_pixel(pa, 14u, c4, vy, ox);
                         let p15 = row_pixel(pa, 15u, c4, vy, ox);
                         let p16 = row_pixel(pa, 16u, c4, vy, ox);
                         let p17 = row_pixel(pa, 17u, c4, vy, ox);
-                        stride1_run(&r3, &tw, p12, p13, p14, p15, p16, p17);
+                        stride1_run(&r3, &q3, &tw, &tw2, p12, p13, p14, p15, p16, p17);
                     }
                 }
             }
@@ -320,13 +379,14 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
             let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ix;
             let w = ky * KW * IN_C * o4 + b;
             for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                share_row(&tw, w + c4 * 4u * o4, o4, lane);
-                let e0 = stride2_run_at(&r0, &tw, row, 0u, row_column(row, 0u, c4, vy, ix), c4, vy, ix);
+                share_blocks(&tw, &tw2, w + c4 * 4u * o4, o4, lane);
+                let s0 = row_column(row, 0u, c4, vy, ix);
+                let e0 = stride2_run_at(&r0, &q0, &tw, &tw2, row, 0u, s0, c4, vy, ix);
                 if (RUNS >= 2u) {
-                    let e1 = stride2_run_at(&r1, &tw, row, 8u, e0, c4, vy, ix);
+                    let e1 = stride2_run_at(&r1, &q1, &tw, &tw2, row, 8u, e0, c4, vy, ix);
                     if (RUNS == 4u) {
-                        let e2 = stride2_run_at(&r2, &tw, row, 16u, e1, c4, vy, ix);
-                        stride2_run_at(&r3, &tw, row, 24u, e2, c4, vy, ix);
+                        let e2 = stride2_run_at(&r2, &q2, &tw, &tw2, row, 16u, e1, c4, vy, ix);
+                        stride2_run_at(&r3, &q3, &tw, &tw2, row, 24u, e2, c4, vy, ix);
                     }
                 }
             }
@@ -341,14 +401,14 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
                 let run = i32(PX * SW); // input columns between runs
                 let w = (ky * KW + kx) * IN_C * o4 + b;
                 for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                    share_tap(&tw, 0u, w + c4 * 4u * o4, o4, lane);
-                    any_tap_run(&r0, &tw, row, ix, vy, ox, c4);
+                    share_tap_blocks(&tw, &tw2, w + c4 * 4u * o4, o4, lane);
+                    any_tap_run(&r0, &q0, &tw, &tw2, row, ix, vy, ox, c4);
                     if (RUNS >= 2u) {
-                        any_tap_run(&r1, &tw, row, ix + run, vy, ox + PX, c4);
+                        any_tap_run(&r1, &q1, &tw, &tw2, row, ix + run, vy, ox + PX, c4);
                     }
                     if (RUNS == 4u) {
-                        any_tap_run(&r2, &tw, row, ix + 2 * run, vy, ox + 2u * PX, c4);
-                        any_tap_run(&r3, &tw, row, ix + 3 * run, vy, ox + 3u * PX, c4);
+                        any_tap_run(&r2, &q2, &tw, &tw2, row, ix + 2 * run, vy, ox + 2u * PX, c4);
+                        any_tap_run(&r3, &q3, &tw, &tw2, row, ix + 3 * run, vy, ox + 3u * PX, c4);
                     }
                 }
             }
@@ -361,26 +421,42 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
         var s1 = s0;
         var s2 = s0;
         var s3 = s0;
+        var t0 = shortcut_bias(b2); // the second block's
+        var t1 = t0;
+        var t2 = t0;
+        var t3 = t0;
         for (var c4 = 0u; c4 < SC_C / 4u; c4++) {
-            share_tap(&tw, 0u, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane);
-            shortcut_tap_run(&s0, &tw, n, oy, ox, c4);
+            share_tap_blocks(&tw, &tw2, SC_WEIGHT4 + c4 * 4u * o4 + b, o4, lane);
+            shortcut_tap_run(&s0, &t0, &tw, &tw2, n, oy, ox, c4);
             if (RUNS >= 2u) {
-                shortcut_tap_run(&s1, &tw, n, oy, ox + PX, c4);
+                shortcut_tap_run(&s1, &t1, &tw, &tw2, n, oy, ox + PX, c4);
             }
             if (RUNS == 4u) {
-                shortcut_tap_run(&s2, &tw, n, oy, ox + 2u * PX, c4);
-                shortcut_tap_run(&s3, &tw, n, oy, ox + 3u * PX, c4);
+                shortcut_tap_run(&s2, &t2, &tw, &tw2, n, oy, ox + 2u * PX, c4);
+                shortcut_tap_run(&s3, &t3, &tw, &tw2, n, oy, ox + 3u * PX, c4);
             }
         }
         add_acc(&r0, s0);
         add_acc(&r1, s1);
         add_acc(&r2, s2);
         add_acc(&r3, s3);
+        add_acc(&q0, t0);
+        add_acc(&q1, t1);
+        add_acc(&q2, t2);
+        add_acc(&q3, t3);
     }
     if (!live) {
         return;
     }
     let c = block * CB;
+    store_runs(r0, r1, r2, r3, n, oy, ox, b, c);
+    if (BLOCKS == 2u) {
+        store_runs(q0, q1, q2, q3, n, oy, ox, b2, c + CB);
+    }
+}
+
+// store_run for each of the RUNS runs from ox on (r0..r3, the unused ones ignored).
+fn store_runs(r0: Acc, r1: Acc, r2: Acc, r3: Acc, n: u32, oy: u32, ox: u32, b: u32, c: u32) {
     store_run(r0, n, oy, ox, b, c);
     if (RUNS >= 2u) {
         store_run(r1, n, oy, ox + PX, b, c);

@@ -387,6 +387,16 @@ impl Variant {
         }
     }
 
+    /// Blocks of `CB` output channels per invocation of the subgroup convs
+    /// (`BLOCKS`) on a layer of `blocks` blocks: the wide ones take 2 where
+    /// the blocks pair up (each input fetch then serves 32 channels).
+    pub fn channel_blocks(self, blocks: u32) -> u32 {
+        match self {
+            Variant::ConvSubgroupWideTexture | Variant::ConvSubgroupWideTextures if blocks % 2 == 0 => 2,
+            _ => 1,
+        }
+    }
+
     /// Whether the conv weights are a sampled texture (`conv_weights_texture.wgsl`).
     pub fn samples_weights(self) -> bool {
         matches!(

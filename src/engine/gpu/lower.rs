@@ -471,6 +471,9 @@ pub fn lower(
                         if chosen.subgroup_runs(out_w) > 1 {
                             constants.push(("RUNS", chosen.subgroup_runs(out_w) as f64));
                         }
+                        if chosen.channel_blocks(blocks) > 1 {
+                            constants.push(("BLOCKS", chosen.channel_blocks(blocks) as f64));
+                        }
                     }
                 }
                 _ => unreachable!("checked above"),
@@ -489,10 +492,11 @@ pub fn lower(
                     per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
                     y: blocks,
                 },
-                // An invocation per `subgroup_runs` runs of a row (1 but for the wide subgroup convs).
+                // An invocation per `subgroup_runs` runs of a row and
+                // `channel_blocks` blocks (1 and 1 but for the wide subgroup convs).
                 _ => Grid::Invocations {
                     per_image: out_h as u64 * out_w.div_ceil(CONV_PIXEL_RUN * chosen.subgroup_runs(out_w)) as u64,
-                    y: blocks,
+                    y: blocks / chosen.channel_blocks(blocks),
                 },
             };
             Lowered {
@@ -916,6 +920,32 @@ mod tests {
         let l = lower(&g, b, Some(Variant::ConvSubgroupTextures), CAPS, Input::F32).unwrap().unwrap();
         assert!(!l.constants.iter().any(|(name, _)| *name == "RUNS"), "one run is the shader's default");
         assert_eq!(l.invocations_per_image(), 2);
+    }
+
+    #[test]
+    fn wide_subgroup_convs_pair_output_channel_blocks() {
+        for v in [Variant::ConvSubgroupWideTexture, Variant::ConvSubgroupWideTextures] {
+            assert_eq!([1, 2, 3, 4].map(|b| v.channel_blocks(b)), [1, 2, 1, 2], "{v:?}");
+        }
+        assert_eq!(Variant::ConvSubgroupTextures.channel_blocks(2), 1);
+        // In place of the block conv, a 1x1 conv from relu_a's 4 channels to
+        // 32 (2 blocks: one invocation computes both) or 48 (3: one each).
+        let mut g = crate::passes::optimize(&tiny_resnet());
+        let a = g.find("relu_out").unwrap();
+        for (cout, blocks, y) in [(32, Some(2.0), 1), (48, None, 3)] {
+            let (window, _) =
+                crate::graph::Window::resolve([2, 2], [1, 1], [1, 1], crate::graph::PaddingMode::Same).unwrap();
+            let weight = crate::graph::Tensor::new(vec![1, 1, 4, cout], vec![0.5; 4 * cout]);
+            let bias = Some(crate::graph::Tensor::new(vec![cout], vec![0.25; cout]));
+            g.nodes[a].op =
+                Op::Conv2d { window, weight, bias, activation: Activation::Relu, residual: false, shortcut: None };
+            g.nodes[a].inputs = vec![g.find("relu_a").unwrap()];
+            g.nodes[a].shape = vec![2, 2, cout];
+            let l = lower(&g, a, Some(Variant::ConvSubgroupWideTexture), CAPS, Input::F32).unwrap().unwrap();
+            let set = l.constants.iter().find(|(name, _)| *name == "BLOCKS").map(|(_, v)| *v);
+            assert_eq!(set, blocks, "{cout} channels: {:?}", l.constants);
+            assert!(matches!(l.grid, Grid::Invocations { y: gy, .. } if gy == y), "{cout} channels: {:?}", l.grid);
+        }
     }
 
     #[test]
