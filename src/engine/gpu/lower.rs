@@ -922,25 +922,32 @@ mod tests {
         assert_eq!(l.invocations_per_image(), 2);
     }
 
+    /// The optimized tiny ResNet with a 1x1 conv + ReLU to `cout` channels in
+    /// place of its block conv, reading relu_a's 4 channels; and that node.
+    fn tiny_resnet_with_1x1_conv(cout: usize) -> (Graph, NodeId) {
+        let mut g = crate::passes::optimize(&tiny_resnet());
+        let (window, _) =
+            crate::graph::Window::resolve([2, 2], [1, 1], [1, 1], crate::graph::PaddingMode::Same).unwrap();
+        let weight = crate::graph::Tensor::new(vec![1, 1, 4, cout], vec![0.5; 4 * cout]);
+        let bias = Some(crate::graph::Tensor::new(vec![cout], vec![0.25; cout]));
+        let a = g.find("relu_out").unwrap();
+        g.nodes[a].op =
+            Op::Conv2d { window, weight, bias, activation: Activation::Relu, residual: false, shortcut: None };
+        g.nodes[a].inputs = vec![g.find("relu_a").unwrap()];
+        g.nodes[a].shape = vec![2, 2, cout];
+        (g, a)
+    }
+
     #[test]
     fn wide_subgroup_convs_pair_output_channel_blocks() {
         for v in [Variant::ConvSubgroupWideTexture, Variant::ConvSubgroupWideTextures] {
             assert_eq!([1, 2, 3, 4].map(|b| v.channel_blocks(b)), [1, 2, 1, 2], "{v:?}");
         }
         assert_eq!(Variant::ConvSubgroupTextures.channel_blocks(2), 1);
-        // In place of the block conv, a 1x1 conv from relu_a's 4 channels to
-        // 32 (2 blocks: one invocation computes both) or 48 (3: one each).
-        let mut g = crate::passes::optimize(&tiny_resnet());
-        let a = g.find("relu_out").unwrap();
+        // A 1x1 conv to 32 channels (2 blocks: one invocation computes both)
+        // or 48 (3: one each).
         for (cout, blocks, y) in [(32, Some(2.0), 1), (48, None, 3)] {
-            let (window, _) =
-                crate::graph::Window::resolve([2, 2], [1, 1], [1, 1], crate::graph::PaddingMode::Same).unwrap();
-            let weight = crate::graph::Tensor::new(vec![1, 1, 4, cout], vec![0.5; 4 * cout]);
-            let bias = Some(crate::graph::Tensor::new(vec![cout], vec![0.25; cout]));
-            g.nodes[a].op =
-                Op::Conv2d { window, weight, bias, activation: Activation::Relu, residual: false, shortcut: None };
-            g.nodes[a].inputs = vec![g.find("relu_a").unwrap()];
-            g.nodes[a].shape = vec![2, 2, cout];
+            let (g, a) = tiny_resnet_with_1x1_conv(cout);
             let l = lower(&g, a, Some(Variant::ConvSubgroupWideTexture), CAPS, Input::F32).unwrap().unwrap();
             let set = l.constants.iter().find(|(name, _)| *name == "BLOCKS").map(|(_, v)| *v);
             assert_eq!(set, blocks, "{cout} channels: {:?}", l.constants);
@@ -951,18 +958,7 @@ mod tests {
     #[test]
     fn a_bias_larger_than_the_uniform_block_falls_back_to_the_generic_conv() {
         // A 1x1 conv to 1040 channels: its bias needs 260 vec4s, over 256.
-        let mut g = crate::passes::optimize(&tiny_resnet());
-        let cout = CONV_BIAS_VEC4S as usize * 4 + 16;
-        let (window, _) =
-            crate::graph::Window::resolve([2, 2], [1, 1], [1, 1], crate::graph::PaddingMode::Same).unwrap();
-        let weight = crate::graph::Tensor::new(vec![1, 1, 4, cout], vec![0.5; 4 * cout]);
-        let bias = Some(crate::graph::Tensor::new(vec![cout], vec![0.25; cout]));
-        // In place of the block conv, reading relu_a's 4 channels.
-        let a = g.find("relu_out").unwrap();
-        g.nodes[a].op =
-            Op::Conv2d { window, weight, bias, activation: Activation::Relu, residual: false, shortcut: None };
-        g.nodes[a].inputs = vec![g.find("relu_a").unwrap()];
-        g.nodes[a].shape = vec![2, 2, cout];
+        let (g, a) = tiny_resnet_with_1x1_conv(CONV_BIAS_VEC4S as usize * 4 + 16);
         let err = lower(&g, a, Some(Variant::ConvDirect), CAPS, Input::F32).err().unwrap();
         assert!(err.to_string().contains("1040 bias values in a uniform buffer of 1024"), "{err}");
         let l = lower(&g, a, None, CAPS, Input::F32).unwrap().unwrap();
