@@ -58,12 +58,13 @@ fn mac(acc: ptr<function, Acc>, ea: f32, eb: f32, ec: f32, ed: f32,
     (*acc).d0 += ed * w0; (*acc).d1 += ed * w1; (*acc).d2 += ed * w2; (*acc).d3 += ed * w3;
 }
 
-// The shortcut's bias for output vec4s b..b+3 at all four pixels.
-fn shortcut_bias(b: u32) -> Acc {
-    let s0 = bias[SC_BIAS4 + b];
-    let s1 = bias[SC_BIAS4 + b + 1u];
-    let s2 = bias[SC_BIAS4 + b + 2u];
-    let s3 = bias[SC_BIAS4 + b + 3u];
+// Bias vec4s b..b+3 at all four pixels: a conv's (b from 0), or a fused
+// shortcut's (SC_BIAS4 + b).
+fn bias_acc(b: u32) -> Acc {
+    let s0 = bias[b];
+    let s1 = bias[b + 1u];
+    let s2 = bias[b + 2u];
+    let s3 = bias[b + 3u];
     return Acc(s0, s1, s2, s3, s0, s1, s2, s3, s0, s1, s2, s3, s0, s1, s2, s3);
 }
 
@@ -82,7 +83,7 @@ fn shortcut_pixel(n: u32, oy: u32, ox: u32) -> u32 {
 // b..b+3 (row stride o4), summed as the CPU engine sums a conv: bias, then
 // the input channels in order. Pixels past the row are zero.
 fn shortcut_run(n: u32, oy: u32, ox: u32, b: u32, o4: u32) -> Acc {
-    var acc = shortcut_bias(b);
+    var acc = bias_acc(SC_BIAS4 + b);
     let pa = shortcut_pixel(n, oy, ox);
     let ia = ox < OUT_W;
     let ib = ox + 1u < OUT_W;

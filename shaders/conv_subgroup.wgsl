@@ -279,14 +279,6 @@ fn shortcut_tap_run(acc: ptr<function, Acc>, acc2: ptr<function, Acc>, w: ptr<fu
     }
 }
 
-// The bias of output vec4s b..b+3 at all four pixels of a run.
-fn bias_acc(b: u32) -> Acc {
-    return Acc(bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u],
-               bias[b], bias[b + 1u], bias[b + 2u], bias[b + 3u]);
-}
-
 @compute @workgroup_size(WG)
 fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
@@ -417,11 +409,11 @@ fn conv_subgroup(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
     if (SHORTCUT) {
         // The shortcut summed on its own (bias, then its input channels in
         // order, as the CPU does), its weights shared like the conv's.
-        var s0 = shortcut_bias(b);
+        var s0 = bias_acc(SC_BIAS4 + b);
         var s1 = s0;
         var s2 = s0;
         var s3 = s0;
-        var t0 = shortcut_bias(b2); // the second block's
+        var t0 = bias_acc(SC_BIAS4 + b2); // the second block's
         var t1 = t0;
         var t2 = t0;
         var t3 = t0;
