@@ -17,7 +17,7 @@ const SHUFFLE_NEIGHBOURS = false;
 @group(0) @binding(5) var skip: texture_2d<f32>;
 
 fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH), 0);
+    return textureLoad(t, vec2<u32>(i & (TEXTURE_WIDTH - 1u), i >> TEXTURE_WIDTH_LOG2), 0);
 }
 
 // Input vec4 `c4` of pixel `pixel`, or zeros for a tap outside the input.

@@ -336,7 +336,10 @@ pub fn lower(
             };
             // A power of two, so that texel centres are exact binary fractions.
             let weight_texture_rows = (w.len() / 4).div_ceil(TEXTURE_WIDTH as usize).next_power_of_two();
-            let weight_texture_fits = TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d;
+            // conv_weights_texture.wgsl finds a texel in f32: exact below 2^24 texels.
+            let weight_texture_exact = weight_texture_rows * TEXTURE_WIDTH as usize <= 1 << 24;
+            let weight_texture_fits =
+                TEXTURE_WIDTH.max(weight_texture_rows as u32) <= caps.max_texture_dimension_2d && weight_texture_exact;
             let bias_fits = b.len() <= CONV_BIAS_VEC4S as usize * 4;
             let chosen = match variant {
                 Some(v) => v,
@@ -432,6 +435,12 @@ pub fn lower(
                     }
                     if chosen.samples_weights() {
                         let rows = weight_texture_rows;
+                        if !weight_texture_exact {
+                            return Err(decline(
+                                chosen,
+                                format!("needs {rows} rows of {TEXTURE_WIDTH} weight texels, over 2^24 texels in all"),
+                            ));
+                        }
                         if !weight_texture_fits {
                             return Err(decline(
                                 chosen,
