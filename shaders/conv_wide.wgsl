@@ -9,18 +9,27 @@
 // input channels at a time over the taps, as conv_subgroup.wgsl does: within
 // ~1e-6 relative of the CPU's order; 3x3 stride-2 convs padded 0 left read
 // each row once too (17 loads instead of 24). Others sum in conv.wgsl's order.
+// The 3x3 stride-1 convs take two output rows per invocation (`WIDE_ROWS`):
+// on SwiftShader a weight sample is a call into its sampler (~half of all
+// its instructions in ResNet8), and each then serves 16 pixels, not 8.
+
+// Output rows per invocation: 2 for the 3x3 stride-1 convs padded 1 left
+// and as wide as their input (the lowering sets it; their only path), else 1. The second row's accumulators are a4..h7
+// (so that path's loop over input vec4s is k4, not c4).
+override WIDE_ROWS: u32 = 1u;
 
 @compute @workgroup_size(WG)
 fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let runs = (OUT_W + WIDE_PX - 1u) / WIDE_PX;
+    let row_groups = (OUT_H + WIDE_ROWS - 1u) / WIDE_ROWS;
     let i = flat_index(gid, nwg);
-    if (i >= p.n * OUT_H * runs) {
+    if (i >= p.n * row_groups * runs) {
         return;
     }
     let ox = (i % runs) * WIDE_PX;
-    let oy = (i / runs) % OUT_H;
-    let n = i / (runs * OUT_H);
+    let oy = (i / runs) % row_groups * WIDE_ROWS;
+    let n = i / (runs * row_groups);
     let block = wid.y;
     let o4 = (OUT_C + CB - 1u) / CB * (CB / 4u); // vec4s per weight row
     let b = block * (CB / 4u);
@@ -35,27 +44,49 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     var f0 = a0; var f1 = a1; var f2 = a2; var f3 = a3;
     var g0 = a0; var g1 = a1; var g2 = a2; var g3 = a3;
     var h0 = a0; var h1 = a1; var h2 = a2; var h3 = a3;
-    if (KW == 3u && SW == 1u && PAD_LEFT == 1u && OUT_W == IN_W) {
-        // 3x3 stride-1 convs padded 1 left: the three kx taps of a row read
-        // pixels ox - 1 .. ox + 8; load those 10 once per 4 input channels.
+    var a4 = a0; var a5 = a1; var a6 = a2; var a7 = a3;
+    var b4 = a0; var b5 = a1; var b6 = a2; var b7 = a3;
+    var c4 = a0; var c5 = a1; var c6 = a2; var c7 = a3;
+    var d4 = a0; var d5 = a1; var d6 = a2; var d7 = a3;
+    var e4 = a0; var e5 = a1; var e6 = a2; var e7 = a3;
+    var f4 = a0; var f5 = a1; var f6 = a2; var f7 = a3;
+    var g4 = a0; var g5 = a1; var g6 = a2; var g7 = a3;
+    var h4 = a0; var h5 = a1; var h6 = a2; var h7 = a3;
+    if (WIDE_ROWS == 2u) {
+        // Two output rows (oy, oy + 1) of the 3x3 stride-1 convs padded 1 left:
+        // each weight sample serves 16 pixels. Row oy + 1 at tap ky reads input
+        // row oy + ky - PAD_TOP + 1; each row's pixels sum as in the one-row path.
         for (var ky = 0u; ky < 3u; ky++) {
             let iy = i32(oy + ky) - i32(PAD_TOP);
-            if (iy < 0 || iy >= i32(IN_H)) {
+            let top = iy >= 0 && iy < i32(IN_H);
+            let bottom = iy + 1 >= 0 && iy + 1 < i32(IN_H) && oy + 1u < OUT_H;
+            if (!top && !bottom) {
                 continue;
             }
-            let row = (n * IN_H + u32(iy)) * IN_W + ox;
-            for (var c4 = 0u; c4 < IN_C / 4u; c4++) {
-                let xl = input4(row - 1u, c4, ox > 0u);
-                let xa = input4(row + 0u, c4, true);
-                let xb = input4(row + 1u, c4, ox + 1u < IN_W);
-                let xc = input4(row + 2u, c4, ox + 2u < IN_W);
-                let xd = input4(row + 3u, c4, ox + 3u < IN_W);
-                let xe = input4(row + 4u, c4, ox + 4u < IN_W);
-                let xf = input4(row + 5u, c4, ox + 5u < IN_W);
-                let xg = input4(row + 6u, c4, ox + 6u < IN_W);
-                let xh = input4(row + 7u, c4, ox + 7u < IN_W);
-                let xr = input4(row + 8u, c4, ox + 8u < IN_W);
-                var w0 = ((ky * 3u + 0u) * IN_C + c4 * 4u) * o4 + b;
+            let row = (n * IN_H + u32(clamp(iy, 0, i32(IN_H) - 1))) * IN_W + ox;
+            let row1 = (n * IN_H + u32(clamp(iy + 1, 0, i32(IN_H) - 1))) * IN_W + ox;
+            for (var k4 = 0u; k4 < IN_C / 4u; k4++) {
+                let xl = input4(row - 1u, k4, top && ox > 0u);
+                let xa = input4(row + 0u, k4, top);
+                let xb = input4(row + 1u, k4, top && ox + 1u < IN_W);
+                let xc = input4(row + 2u, k4, top && ox + 2u < IN_W);
+                let xd = input4(row + 3u, k4, top && ox + 3u < IN_W);
+                let xe = input4(row + 4u, k4, top && ox + 4u < IN_W);
+                let xf = input4(row + 5u, k4, top && ox + 5u < IN_W);
+                let xg = input4(row + 6u, k4, top && ox + 6u < IN_W);
+                let xh = input4(row + 7u, k4, top && ox + 7u < IN_W);
+                let xr = input4(row + 8u, k4, top && ox + 8u < IN_W);
+                let yl = input4(row1 - 1u, k4, bottom && ox > 0u);
+                let ya = input4(row1 + 0u, k4, bottom);
+                let yb = input4(row1 + 1u, k4, bottom && ox + 1u < IN_W);
+                let yc = input4(row1 + 2u, k4, bottom && ox + 2u < IN_W);
+                let yd = input4(row1 + 3u, k4, bottom && ox + 3u < IN_W);
+                let ye = input4(row1 + 4u, k4, bottom && ox + 4u < IN_W);
+                let yf = input4(row1 + 5u, k4, bottom && ox + 5u < IN_W);
+                let yg = input4(row1 + 6u, k4, bottom && ox + 6u < IN_W);
+                let yh = input4(row1 + 7u, k4, bottom && ox + 7u < IN_W);
+                let yr = input4(row1 + 8u, k4, bottom && ox + 8u < IN_W);
+                var w0 = ((ky * 3u + 0u) * IN_C + k4 * 4u) * o4 + b;
                 let x0w0 = weight(w0 + 0u); let x0w1 = weight(w0 + 1u); let x0w2 = weight(w0 + 2u); let x0w3 = weight(w0 + 3u);
                 a0 += xl.x * x0w0; a1 += xl.x * x0w1; a2 += xl.x * x0w2; a3 += xl.x * x0w3;
                 b0 += xa.x * x0w0; b1 += xa.x * x0w1; b2 += xa.x * x0w2; b3 += xa.x * x0w3;
@@ -65,6 +96,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xe.x * x0w0; f1 += xe.x * x0w1; f2 += xe.x * x0w2; f3 += xe.x * x0w3;
                 g0 += xf.x * x0w0; g1 += xf.x * x0w1; g2 += xf.x * x0w2; g3 += xf.x * x0w3;
                 h0 += xg.x * x0w0; h1 += xg.x * x0w1; h2 += xg.x * x0w2; h3 += xg.x * x0w3;
+                a4 += yl.x * x0w0; a5 += yl.x * x0w1; a6 += yl.x * x0w2; a7 += yl.x * x0w3;
+                b4 += ya.x * x0w0; b5 += ya.x * x0w1; b6 += ya.x * x0w2; b7 += ya.x * x0w3;
+                c4 += yb.x * x0w0; c5 += yb.x * x0w1; c6 += yb.x * x0w2; c7 += yb.x * x0w3;
+                d4 += yc.x * x0w0; d5 += yc.x * x0w1; d6 += yc.x * x0w2; d7 += yc.x * x0w3;
+                e4 += yd.x * x0w0; e5 += yd.x * x0w1; e6 += yd.x * x0w2; e7 += yd.x * x0w3;
+                f4 += ye.x * x0w0; f5 += ye.x * x0w1; f6 += ye.x * x0w2; f7 += ye.x * x0w3;
+                g4 += yf.x * x0w0; g5 += yf.x * x0w1; g6 += yf.x * x0w2; g7 += yf.x * x0w3;
+                h4 += yg.x * x0w0; h5 += yg.x * x0w1; h6 += yg.x * x0w2; h7 += yg.x * x0w3;
                 w0 += o4;
                 let y0w0 = weight(w0 + 0u); let y0w1 = weight(w0 + 1u); let y0w2 = weight(w0 + 2u); let y0w3 = weight(w0 + 3u);
                 a0 += xl.y * y0w0; a1 += xl.y * y0w1; a2 += xl.y * y0w2; a3 += xl.y * y0w3;
@@ -75,6 +114,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xe.y * y0w0; f1 += xe.y * y0w1; f2 += xe.y * y0w2; f3 += xe.y * y0w3;
                 g0 += xf.y * y0w0; g1 += xf.y * y0w1; g2 += xf.y * y0w2; g3 += xf.y * y0w3;
                 h0 += xg.y * y0w0; h1 += xg.y * y0w1; h2 += xg.y * y0w2; h3 += xg.y * y0w3;
+                a4 += yl.y * y0w0; a5 += yl.y * y0w1; a6 += yl.y * y0w2; a7 += yl.y * y0w3;
+                b4 += ya.y * y0w0; b5 += ya.y * y0w1; b6 += ya.y * y0w2; b7 += ya.y * y0w3;
+                c4 += yb.y * y0w0; c5 += yb.y * y0w1; c6 += yb.y * y0w2; c7 += yb.y * y0w3;
+                d4 += yc.y * y0w0; d5 += yc.y * y0w1; d6 += yc.y * y0w2; d7 += yc.y * y0w3;
+                e4 += yd.y * y0w0; e5 += yd.y * y0w1; e6 += yd.y * y0w2; e7 += yd.y * y0w3;
+                f4 += ye.y * y0w0; f5 += ye.y * y0w1; f6 += ye.y * y0w2; f7 += ye.y * y0w3;
+                g4 += yf.y * y0w0; g5 += yf.y * y0w1; g6 += yf.y * y0w2; g7 += yf.y * y0w3;
+                h4 += yg.y * y0w0; h5 += yg.y * y0w1; h6 += yg.y * y0w2; h7 += yg.y * y0w3;
                 w0 += o4;
                 let z0w0 = weight(w0 + 0u); let z0w1 = weight(w0 + 1u); let z0w2 = weight(w0 + 2u); let z0w3 = weight(w0 + 3u);
                 a0 += xl.z * z0w0; a1 += xl.z * z0w1; a2 += xl.z * z0w2; a3 += xl.z * z0w3;
@@ -85,6 +132,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xe.z * z0w0; f1 += xe.z * z0w1; f2 += xe.z * z0w2; f3 += xe.z * z0w3;
                 g0 += xf.z * z0w0; g1 += xf.z * z0w1; g2 += xf.z * z0w2; g3 += xf.z * z0w3;
                 h0 += xg.z * z0w0; h1 += xg.z * z0w1; h2 += xg.z * z0w2; h3 += xg.z * z0w3;
+                a4 += yl.z * z0w0; a5 += yl.z * z0w1; a6 += yl.z * z0w2; a7 += yl.z * z0w3;
+                b4 += ya.z * z0w0; b5 += ya.z * z0w1; b6 += ya.z * z0w2; b7 += ya.z * z0w3;
+                c4 += yb.z * z0w0; c5 += yb.z * z0w1; c6 += yb.z * z0w2; c7 += yb.z * z0w3;
+                d4 += yc.z * z0w0; d5 += yc.z * z0w1; d6 += yc.z * z0w2; d7 += yc.z * z0w3;
+                e4 += yd.z * z0w0; e5 += yd.z * z0w1; e6 += yd.z * z0w2; e7 += yd.z * z0w3;
+                f4 += ye.z * z0w0; f5 += ye.z * z0w1; f6 += ye.z * z0w2; f7 += ye.z * z0w3;
+                g4 += yf.z * z0w0; g5 += yf.z * z0w1; g6 += yf.z * z0w2; g7 += yf.z * z0w3;
+                h4 += yg.z * z0w0; h5 += yg.z * z0w1; h6 += yg.z * z0w2; h7 += yg.z * z0w3;
                 w0 += o4;
                 let w0w0 = weight(w0 + 0u); let w0w1 = weight(w0 + 1u); let w0w2 = weight(w0 + 2u); let w0w3 = weight(w0 + 3u);
                 a0 += xl.w * w0w0; a1 += xl.w * w0w1; a2 += xl.w * w0w2; a3 += xl.w * w0w3;
@@ -95,8 +150,16 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xe.w * w0w0; f1 += xe.w * w0w1; f2 += xe.w * w0w2; f3 += xe.w * w0w3;
                 g0 += xf.w * w0w0; g1 += xf.w * w0w1; g2 += xf.w * w0w2; g3 += xf.w * w0w3;
                 h0 += xg.w * w0w0; h1 += xg.w * w0w1; h2 += xg.w * w0w2; h3 += xg.w * w0w3;
+                a4 += yl.w * w0w0; a5 += yl.w * w0w1; a6 += yl.w * w0w2; a7 += yl.w * w0w3;
+                b4 += ya.w * w0w0; b5 += ya.w * w0w1; b6 += ya.w * w0w2; b7 += ya.w * w0w3;
+                c4 += yb.w * w0w0; c5 += yb.w * w0w1; c6 += yb.w * w0w2; c7 += yb.w * w0w3;
+                d4 += yc.w * w0w0; d5 += yc.w * w0w1; d6 += yc.w * w0w2; d7 += yc.w * w0w3;
+                e4 += yd.w * w0w0; e5 += yd.w * w0w1; e6 += yd.w * w0w2; e7 += yd.w * w0w3;
+                f4 += ye.w * w0w0; f5 += ye.w * w0w1; f6 += ye.w * w0w2; f7 += ye.w * w0w3;
+                g4 += yf.w * w0w0; g5 += yf.w * w0w1; g6 += yf.w * w0w2; g7 += yf.w * w0w3;
+                h4 += yg.w * w0w0; h5 += yg.w * w0w1; h6 += yg.w * w0w2; h7 += yg.w * w0w3;
                 w0 += o4;
-                var w1 = ((ky * 3u + 1u) * IN_C + c4 * 4u) * o4 + b;
+                var w1 = ((ky * 3u + 1u) * IN_C + k4 * 4u) * o4 + b;
                 let x1w0 = weight(w1 + 0u); let x1w1 = weight(w1 + 1u); let x1w2 = weight(w1 + 2u); let x1w3 = weight(w1 + 3u);
                 a0 += xa.x * x1w0; a1 += xa.x * x1w1; a2 += xa.x * x1w2; a3 += xa.x * x1w3;
                 b0 += xb.x * x1w0; b1 += xb.x * x1w1; b2 += xb.x * x1w2; b3 += xb.x * x1w3;
@@ -106,6 +169,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xf.x * x1w0; f1 += xf.x * x1w1; f2 += xf.x * x1w2; f3 += xf.x * x1w3;
                 g0 += xg.x * x1w0; g1 += xg.x * x1w1; g2 += xg.x * x1w2; g3 += xg.x * x1w3;
                 h0 += xh.x * x1w0; h1 += xh.x * x1w1; h2 += xh.x * x1w2; h3 += xh.x * x1w3;
+                a4 += ya.x * x1w0; a5 += ya.x * x1w1; a6 += ya.x * x1w2; a7 += ya.x * x1w3;
+                b4 += yb.x * x1w0; b5 += yb.x * x1w1; b6 += yb.x * x1w2; b7 += yb.x * x1w3;
+                c4 += yc.x * x1w0; c5 += yc.x * x1w1; c6 += yc.x * x1w2; c7 += yc.x * x1w3;
+                d4 += yd.x * x1w0; d5 += yd.x * x1w1; d6 += yd.x * x1w2; d7 += yd.x * x1w3;
+                e4 += ye.x * x1w0; e5 += ye.x * x1w1; e6 += ye.x * x1w2; e7 += ye.x * x1w3;
+                f4 += yf.x * x1w0; f5 += yf.x * x1w1; f6 += yf.x * x1w2; f7 += yf.x * x1w3;
+                g4 += yg.x * x1w0; g5 += yg.x * x1w1; g6 += yg.x * x1w2; g7 += yg.x * x1w3;
+                h4 += yh.x * x1w0; h5 += yh.x * x1w1; h6 += yh.x * x1w2; h7 += yh.x * x1w3;
                 w1 += o4;
                 let y1w0 = weight(w1 + 0u); let y1w1 = weight(w1 + 1u); let y1w2 = weight(w1 + 2u); let y1w3 = weight(w1 + 3u);
                 a0 += xa.y * y1w0; a1 += xa.y * y1w1; a2 += xa.y * y1w2; a3 += xa.y * y1w3;
@@ -116,6 +187,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xf.y * y1w0; f1 += xf.y * y1w1; f2 += xf.y * y1w2; f3 += xf.y * y1w3;
                 g0 += xg.y * y1w0; g1 += xg.y * y1w1; g2 += xg.y * y1w2; g3 += xg.y * y1w3;
                 h0 += xh.y * y1w0; h1 += xh.y * y1w1; h2 += xh.y * y1w2; h3 += xh.y * y1w3;
+                a4 += ya.y * y1w0; a5 += ya.y * y1w1; a6 += ya.y * y1w2; a7 += ya.y * y1w3;
+                b4 += yb.y * y1w0; b5 += yb.y * y1w1; b6 += yb.y * y1w2; b7 += yb.y * y1w3;
+                c4 += yc.y * y1w0; c5 += yc.y * y1w1; c6 += yc.y * y1w2; c7 += yc.y * y1w3;
+                d4 += yd.y * y1w0; d5 += yd.y * y1w1; d6 += yd.y * y1w2; d7 += yd.y * y1w3;
+                e4 += ye.y * y1w0; e5 += ye.y * y1w1; e6 += ye.y * y1w2; e7 += ye.y * y1w3;
+                f4 += yf.y * y1w0; f5 += yf.y * y1w1; f6 += yf.y * y1w2; f7 += yf.y * y1w3;
+                g4 += yg.y * y1w0; g5 += yg.y * y1w1; g6 += yg.y * y1w2; g7 += yg.y * y1w3;
+                h4 += yh.y * y1w0; h5 += yh.y * y1w1; h6 += yh.y * y1w2; h7 += yh.y * y1w3;
                 w1 += o4;
                 let z1w0 = weight(w1 + 0u); let z1w1 = weight(w1 + 1u); let z1w2 = weight(w1 + 2u); let z1w3 = weight(w1 + 3u);
                 a0 += xa.z * z1w0; a1 += xa.z * z1w1; a2 += xa.z * z1w2; a3 += xa.z * z1w3;
@@ -126,6 +205,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xf.z * z1w0; f1 += xf.z * z1w1; f2 += xf.z * z1w2; f3 += xf.z * z1w3;
                 g0 += xg.z * z1w0; g1 += xg.z * z1w1; g2 += xg.z * z1w2; g3 += xg.z * z1w3;
                 h0 += xh.z * z1w0; h1 += xh.z * z1w1; h2 += xh.z * z1w2; h3 += xh.z * z1w3;
+                a4 += ya.z * z1w0; a5 += ya.z * z1w1; a6 += ya.z * z1w2; a7 += ya.z * z1w3;
+                b4 += yb.z * z1w0; b5 += yb.z * z1w1; b6 += yb.z * z1w2; b7 += yb.z * z1w3;
+                c4 += yc.z * z1w0; c5 += yc.z * z1w1; c6 += yc.z * z1w2; c7 += yc.z * z1w3;
+                d4 += yd.z * z1w0; d5 += yd.z * z1w1; d6 += yd.z * z1w2; d7 += yd.z * z1w3;
+                e4 += ye.z * z1w0; e5 += ye.z * z1w1; e6 += ye.z * z1w2; e7 += ye.z * z1w3;
+                f4 += yf.z * z1w0; f5 += yf.z * z1w1; f6 += yf.z * z1w2; f7 += yf.z * z1w3;
+                g4 += yg.z * z1w0; g5 += yg.z * z1w1; g6 += yg.z * z1w2; g7 += yg.z * z1w3;
+                h4 += yh.z * z1w0; h5 += yh.z * z1w1; h6 += yh.z * z1w2; h7 += yh.z * z1w3;
                 w1 += o4;
                 let w1w0 = weight(w1 + 0u); let w1w1 = weight(w1 + 1u); let w1w2 = weight(w1 + 2u); let w1w3 = weight(w1 + 3u);
                 a0 += xa.w * w1w0; a1 += xa.w * w1w1; a2 += xa.w * w1w2; a3 += xa.w * w1w3;
@@ -136,8 +223,16 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xf.w * w1w0; f1 += xf.w * w1w1; f2 += xf.w * w1w2; f3 += xf.w * w1w3;
                 g0 += xg.w * w1w0; g1 += xg.w * w1w1; g2 += xg.w * w1w2; g3 += xg.w * w1w3;
                 h0 += xh.w * w1w0; h1 += xh.w * w1w1; h2 += xh.w * w1w2; h3 += xh.w * w1w3;
+                a4 += ya.w * w1w0; a5 += ya.w * w1w1; a6 += ya.w * w1w2; a7 += ya.w * w1w3;
+                b4 += yb.w * w1w0; b5 += yb.w * w1w1; b6 += yb.w * w1w2; b7 += yb.w * w1w3;
+                c4 += yc.w * w1w0; c5 += yc.w * w1w1; c6 += yc.w * w1w2; c7 += yc.w * w1w3;
+                d4 += yd.w * w1w0; d5 += yd.w * w1w1; d6 += yd.w * w1w2; d7 += yd.w * w1w3;
+                e4 += ye.w * w1w0; e5 += ye.w * w1w1; e6 += ye.w * w1w2; e7 += ye.w * w1w3;
+                f4 += yf.w * w1w0; f5 += yf.w * w1w1; f6 += yf.w * w1w2; f7 += yf.w * w1w3;
+                g4 += yg.w * w1w0; g5 += yg.w * w1w1; g6 += yg.w * w1w2; g7 += yg.w * w1w3;
+                h4 += yh.w * w1w0; h5 += yh.w * w1w1; h6 += yh.w * w1w2; h7 += yh.w * w1w3;
                 w1 += o4;
-                var w2 = ((ky * 3u + 2u) * IN_C + c4 * 4u) * o4 + b;
+                var w2 = ((ky * 3u + 2u) * IN_C + k4 * 4u) * o4 + b;
                 let x2w0 = weight(w2 + 0u); let x2w1 = weight(w2 + 1u); let x2w2 = weight(w2 + 2u); let x2w3 = weight(w2 + 3u);
                 a0 += xb.x * x2w0; a1 += xb.x * x2w1; a2 += xb.x * x2w2; a3 += xb.x * x2w3;
                 b0 += xc.x * x2w0; b1 += xc.x * x2w1; b2 += xc.x * x2w2; b3 += xc.x * x2w3;
@@ -147,6 +242,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xg.x * x2w0; f1 += xg.x * x2w1; f2 += xg.x * x2w2; f3 += xg.x * x2w3;
                 g0 += xh.x * x2w0; g1 += xh.x * x2w1; g2 += xh.x * x2w2; g3 += xh.x * x2w3;
                 h0 += xr.x * x2w0; h1 += xr.x * x2w1; h2 += xr.x * x2w2; h3 += xr.x * x2w3;
+                a4 += yb.x * x2w0; a5 += yb.x * x2w1; a6 += yb.x * x2w2; a7 += yb.x * x2w3;
+                b4 += yc.x * x2w0; b5 += yc.x * x2w1; b6 += yc.x * x2w2; b7 += yc.x * x2w3;
+                c4 += yd.x * x2w0; c5 += yd.x * x2w1; c6 += yd.x * x2w2; c7 += yd.x * x2w3;
+                d4 += ye.x * x2w0; d5 += ye.x * x2w1; d6 += ye.x * x2w2; d7 += ye.x * x2w3;
+                e4 += yf.x * x2w0; e5 += yf.x * x2w1; e6 += yf.x * x2w2; e7 += yf.x * x2w3;
+                f4 += yg.x * x2w0; f5 += yg.x * x2w1; f6 += yg.x * x2w2; f7 += yg.x * x2w3;
+                g4 += yh.x * x2w0; g5 += yh.x * x2w1; g6 += yh.x * x2w2; g7 += yh.x * x2w3;
+                h4 += yr.x * x2w0; h5 += yr.x * x2w1; h6 += yr.x * x2w2; h7 += yr.x * x2w3;
                 w2 += o4;
                 let y2w0 = weight(w2 + 0u); let y2w1 = weight(w2 + 1u); let y2w2 = weight(w2 + 2u); let y2w3 = weight(w2 + 3u);
                 a0 += xb.y * y2w0; a1 += xb.y * y2w1; a2 += xb.y * y2w2; a3 += xb.y * y2w3;
@@ -157,6 +260,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xg.y * y2w0; f1 += xg.y * y2w1; f2 += xg.y * y2w2; f3 += xg.y * y2w3;
                 g0 += xh.y * y2w0; g1 += xh.y * y2w1; g2 += xh.y * y2w2; g3 += xh.y * y2w3;
                 h0 += xr.y * y2w0; h1 += xr.y * y2w1; h2 += xr.y * y2w2; h3 += xr.y * y2w3;
+                a4 += yb.y * y2w0; a5 += yb.y * y2w1; a6 += yb.y * y2w2; a7 += yb.y * y2w3;
+                b4 += yc.y * y2w0; b5 += yc.y * y2w1; b6 += yc.y * y2w2; b7 += yc.y * y2w3;
+                c4 += yd.y * y2w0; c5 += yd.y * y2w1; c6 += yd.y * y2w2; c7 += yd.y * y2w3;
+                d4 += ye.y * y2w0; d5 += ye.y * y2w1; d6 += ye.y * y2w2; d7 += ye.y * y2w3;
+                e4 += yf.y * y2w0; e5 += yf.y * y2w1; e6 += yf.y * y2w2; e7 += yf.y * y2w3;
+                f4 += yg.y * y2w0; f5 += yg.y * y2w1; f6 += yg.y * y2w2; f7 += yg.y * y2w3;
+                g4 += yh.y * y2w0; g5 += yh.y * y2w1; g6 += yh.y * y2w2; g7 += yh.y * y2w3;
+                h4 += yr.y * y2w0; h5 += yr.y * y2w1; h6 += yr.y * y2w2; h7 += yr.y * y2w3;
                 w2 += o4;
                 let z2w0 = weight(w2 + 0u); let z2w1 = weight(w2 + 1u); let z2w2 = weight(w2 + 2u); let z2w3 = weight(w2 + 3u);
                 a0 += xb.z * z2w0; a1 += xb.z * z2w1; a2 += xb.z * z2w2; a3 += xb.z * z2w3;
@@ -167,6 +278,14 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xg.z * z2w0; f1 += xg.z * z2w1; f2 += xg.z * z2w2; f3 += xg.z * z2w3;
                 g0 += xh.z * z2w0; g1 += xh.z * z2w1; g2 += xh.z * z2w2; g3 += xh.z * z2w3;
                 h0 += xr.z * z2w0; h1 += xr.z * z2w1; h2 += xr.z * z2w2; h3 += xr.z * z2w3;
+                a4 += yb.z * z2w0; a5 += yb.z * z2w1; a6 += yb.z * z2w2; a7 += yb.z * z2w3;
+                b4 += yc.z * z2w0; b5 += yc.z * z2w1; b6 += yc.z * z2w2; b7 += yc.z * z2w3;
+                c4 += yd.z * z2w0; c5 += yd.z * z2w1; c6 += yd.z * z2w2; c7 += yd.z * z2w3;
+                d4 += ye.z * z2w0; d5 += ye.z * z2w1; d6 += ye.z * z2w2; d7 += ye.z * z2w3;
+                e4 += yf.z * z2w0; e5 += yf.z * z2w1; e6 += yf.z * z2w2; e7 += yf.z * z2w3;
+                f4 += yg.z * z2w0; f5 += yg.z * z2w1; f6 += yg.z * z2w2; f7 += yg.z * z2w3;
+                g4 += yh.z * z2w0; g5 += yh.z * z2w1; g6 += yh.z * z2w2; g7 += yh.z * z2w3;
+                h4 += yr.z * z2w0; h5 += yr.z * z2w1; h6 += yr.z * z2w2; h7 += yr.z * z2w3;
                 w2 += o4;
                 let w2w0 = weight(w2 + 0u); let w2w1 = weight(w2 + 1u); let w2w2 = weight(w2 + 2u); let w2w3 = weight(w2 + 3u);
                 a0 += xb.w * w2w0; a1 += xb.w * w2w1; a2 += xb.w * w2w2; a3 += xb.w * w2w3;
@@ -177,10 +296,18 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
                 f0 += xg.w * w2w0; f1 += xg.w * w2w1; f2 += xg.w * w2w2; f3 += xg.w * w2w3;
                 g0 += xh.w * w2w0; g1 += xh.w * w2w1; g2 += xh.w * w2w2; g3 += xh.w * w2w3;
                 h0 += xr.w * w2w0; h1 += xr.w * w2w1; h2 += xr.w * w2w2; h3 += xr.w * w2w3;
+                a4 += yb.w * w2w0; a5 += yb.w * w2w1; a6 += yb.w * w2w2; a7 += yb.w * w2w3;
+                b4 += yc.w * w2w0; b5 += yc.w * w2w1; b6 += yc.w * w2w2; b7 += yc.w * w2w3;
+                c4 += yd.w * w2w0; c5 += yd.w * w2w1; c6 += yd.w * w2w2; c7 += yd.w * w2w3;
+                d4 += ye.w * w2w0; d5 += ye.w * w2w1; d6 += ye.w * w2w2; d7 += ye.w * w2w3;
+                e4 += yf.w * w2w0; e5 += yf.w * w2w1; e6 += yf.w * w2w2; e7 += yf.w * w2w3;
+                f4 += yg.w * w2w0; f5 += yg.w * w2w1; f6 += yg.w * w2w2; f7 += yg.w * w2w3;
+                g4 += yh.w * w2w0; g5 += yh.w * w2w1; g6 += yh.w * w2w2; g7 += yh.w * w2w3;
+                h4 += yr.w * w2w0; h5 += yr.w * w2w1; h6 += yr.w * w2w2; h7 += yr.w * w2w3;
                 w2 += o4;
             }
         }
-    } else if (KW == 3u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
+    } else if (KH == 3u && KW == 3u && SH == 2u && SW == 2u && PAD_LEFT == 0u && OUT_W * 2u == IN_W) {
         // 3x3 stride-2 convs padded 0 left (TF 'same' on an even width): the
         // three kx taps of a row read columns 2 * ox .. 2 * ox + 16; load those
         // 17 once per 4 input channels instead of 24.
@@ -425,6 +552,18 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
         g0 += t.c0; g1 += t.c1; g2 += t.c2; g3 += t.c3;
         h0 += t.d0; h1 += t.d1; h2 += t.d2; h3 += t.d3;
     }
+    if (SHORTCUT && WIDE_ROWS == 2u) {
+        let s = shortcut_run(n, oy + 1u, ox, b, o4);
+        a4 += s.a0; a5 += s.a1; a6 += s.a2; a7 += s.a3;
+        b4 += s.b0; b5 += s.b1; b6 += s.b2; b7 += s.b3;
+        c4 += s.c0; c5 += s.c1; c6 += s.c2; c7 += s.c3;
+        d4 += s.d0; d5 += s.d1; d6 += s.d2; d7 += s.d3;
+        let t = shortcut_run(n, oy + 1u, ox + 4u, b, o4);
+        e4 += t.a0; e5 += t.a1; e6 += t.a2; e7 += t.a3;
+        f4 += t.b0; f5 += t.b1; f6 += t.b2; f7 += t.b3;
+        g4 += t.c0; g5 += t.c1; g6 += t.c2; g7 += t.c3;
+        h4 += t.d0; h5 += t.d1; h6 += t.d2; h7 += t.d3;
+    }
     let out4 = OUT_C / 4u;
     let c = block * CB;
     let base = ((n * OUT_H + oy) * OUT_W + ox) * out4 + b;
@@ -456,5 +595,37 @@ fn conv_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_i
     if (ox + 7u < OUT_W) {
         let o = base + 7u * out4;
         finish(o, c, h0); finish(o + 1u, c + 4u, h1); finish(o + 2u, c + 8u, h2); finish(o + 3u, c + 12u, h3);
+    }
+    if (WIDE_ROWS == 2u && oy + 1u < OUT_H) {
+        let base1 = base + OUT_W * out4;
+        finish(base1, c, a4); finish(base1 + 1u, c + 4u, a5); finish(base1 + 2u, c + 8u, a6); finish(base1 + 3u, c + 12u, a7);
+        if (ox + 1u < OUT_W) {
+            let o = base1 + 1u * out4;
+            finish(o, c, b4); finish(o + 1u, c + 4u, b5); finish(o + 2u, c + 8u, b6); finish(o + 3u, c + 12u, b7);
+        }
+        if (ox + 2u < OUT_W) {
+            let o = base1 + 2u * out4;
+            finish(o, c, c4); finish(o + 1u, c + 4u, c5); finish(o + 2u, c + 8u, c6); finish(o + 3u, c + 12u, c7);
+        }
+        if (ox + 3u < OUT_W) {
+            let o = base1 + 3u * out4;
+            finish(o, c, d4); finish(o + 1u, c + 4u, d5); finish(o + 2u, c + 8u, d6); finish(o + 3u, c + 12u, d7);
+        }
+        if (ox + 4u < OUT_W) {
+            let o = base1 + 4u * out4;
+            finish(o, c, e4); finish(o + 1u, c + 4u, e5); finish(o + 2u, c + 8u, e6); finish(o + 3u, c + 12u, e7);
+        }
+        if (ox + 5u < OUT_W) {
+            let o = base1 + 5u * out4;
+            finish(o, c, f4); finish(o + 1u, c + 4u, f5); finish(o + 2u, c + 8u, f6); finish(o + 3u, c + 12u, f7);
+        }
+        if (ox + 6u < OUT_W) {
+            let o = base1 + 6u * out4;
+            finish(o, c, g4); finish(o + 1u, c + 4u, g5); finish(o + 2u, c + 8u, g6); finish(o + 3u, c + 12u, g7);
+        }
+        if (ox + 7u < OUT_W) {
+            let o = base1 + 7u * out4;
+            finish(o, c, h4); finish(o + 1u, c + 4u, h5); finish(o + 2u, c + 8u, h6); finish(o + 3u, c + 12u, h7);
+        }
     }
 }

@@ -250,6 +250,58 @@ fn other_widths_and_layers_match_cpu() {
     }
 }
 
+/// conv_wide's two-row path (3x3 stride-1 convs) where ResNet8 does not
+/// take it: an odd height (the last invocation's second row is past the
+/// output), a width of 15 (the second run of 8 pixels is partial), a fused
+/// 1x1 stride-2 shortcut over both rows, with the storage and the texture
+/// weights, against the CPU.
+fn check_wide_rows(backends: wgpu::Backends) {
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = ModelBuilder::new(seed);
+    let inp = b.input([32, 32, 3]);
+    let x = b.conv(&inp, 8, 3, 1, "valid", "relu"); // 30x30x8
+    let y = b.conv(&x, 12, 3, 2, "same", "relu"); // 15x15x12
+    let y = b.conv(&y, 12, 3, 1, "same", "linear");
+    let y = b.batch_norm(&y);
+    let shortcut = b.conv(&x, 12, 1, 2, "same", "linear");
+    let s = b.add(&shortcut, &y);
+    let x = b.activation(&s, "relu");
+    let x = b.conv(&x, 16, 3, 1, "same", "relu");
+    let x = b.global_avg_pool(&x);
+    let out = b.dense(&x, 10, "softmax");
+    let path = dir.path().join("odd.h5");
+    b.write_h5(&path, &out, NameStrings::VarLen);
+    let model = import::load(&path).unwrap();
+    for variant in [Variant::ConvWide, Variant::ConvWideTexture] {
+        for graph in [passes::optimize(&model.graph), model.graph.clone()] {
+            let Some(a) = adapter(backends) else { return };
+            let ctx = pollster::block_on(GpuContext::from_adapter(a, 0)).unwrap();
+            let mut e = pollster::block_on(GpuEngine::with_tuning(ctx, graph.clone(), Tuning::Force(variant))).unwrap();
+            // The 15x15 convs: the stride-2 one, the stride-1 one (its shortcut fused
+            // or not) and the last.
+            let two_row = (0..graph.nodes.len())
+                .filter(|&i| e.variant_of(i) == Some(variant) && graph.nodes[i].shape[..2] == [15, 15])
+                .count();
+            assert!(two_row >= 2, "{}: {two_row} 15x15 convs", variant.name());
+            for n in [1, 7] {
+                let what = format!("{backends:?} odd heights {}", variant.name());
+                assert_gpu_matches_cpu(&mut e, &random_inputs(n, seed + n as u64), n, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn vulkan_two_row_wide_convs_match_cpu() {
+    check_wide_rows(wgpu::Backends::VULKAN);
+}
+
+#[test]
+fn gl_two_row_wide_convs_match_cpu() {
+    check_wide_rows(wgpu::Backends::GL);
+}
+
 #[test]
 fn batches_beyond_the_binding_limit_are_split() {
     let Some(a) = adapter(wgpu::Backends::VULKAN) else { return };

@@ -362,6 +362,17 @@ pub fn lower(
             };
             params.set_window(window);
             params.act = act_code(*activation);
+            // conv_wide computes two output rows per invocation in its 3x3
+            // stride-1 path (padded 1 left, as wide as its input): each weight
+            // sample serves both rows.
+            let wide_rows: u32 = if matches!(chosen, Variant::ConvWide | Variant::ConvWideTexture)
+                && [params.k_h, params.k_w, params.stride_h, params.stride_w, params.pad_left] == [3, 3, 1, 1, 1]
+                && out_w == in_w
+            {
+                2
+            } else {
+                1
+            };
             // The residual as it is; a fused shortcut adds it through its conv instead.
             let plain_residual = *residual && shortcut.is_none();
             params.residual = plain_residual as u32;
@@ -474,6 +485,9 @@ pub fn lower(
                     if packed {
                         constants.push(("PIXEL_BYTES", pixel_bytes as f64));
                     }
+                    if wide_rows > 1 {
+                        constants.push(("WIDE_ROWS", wide_rows as f64));
+                    }
                     if chosen.uses_subgroups() {
                         let lanes = if caps.subgroup_lanes >= 16 { 16 } else { 8 };
                         constants.push(("WEIGHT_LANES", lanes as f64));
@@ -498,7 +512,7 @@ pub fn lower(
                 // One workgroup per WG output pixels.
                 Variant::ConvTiled => Grid::Invocations { per_image: out_h as u64 * out_w as u64, y: blocks },
                 Variant::ConvWide | Variant::ConvWideTexture => Grid::Invocations {
-                    per_image: out_h as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
+                    per_image: out_h.div_ceil(wide_rows) as u64 * out_w.div_ceil(CONV_WIDE_PIXEL_RUN) as u64,
                     y: blocks,
                 },
                 // An invocation per `subgroup_runs` runs of a row and
@@ -866,6 +880,15 @@ mod tests {
         let l = lower(&g, b, None, CAPS, Input::F32).unwrap().unwrap();
         assert_eq!(l.variant, Variant::ConvWideTexture);
         assert!(l.bindings.contains(&(5, Role::Activation(g.find("shortcut").unwrap()))));
+        // A 3x3 stride-1 conv: two output rows per conv_wide invocation (one
+        // invocation for the 2x2 output); the stride-2 one and other kernels: one.
+        assert!(l.constants.contains(&("WIDE_ROWS", 2.0)), "{:?}", l.constants);
+        assert!(matches!(l.grid, Grid::Invocations { per_image: 1, .. }), "{:?}", l.grid);
+        let a = g.find("relu_a").unwrap();
+        for (node, v) in [(a, None), (b, Some(Variant::ConvDirect)), (b, Some(Variant::ConvSubgroupTexture))] {
+            let l = lower(&g, node, v, CAPS, Input::F32).unwrap().unwrap();
+            assert!(l.constants.iter().all(|(name, _)| *name != "WIDE_ROWS"), "{v:?}: {:?}", l.constants);
+        }
         assert!(l.constants.contains(&("RESIDUAL", 1.0)));
         // A small uniform limit refuses the uniform-weights variant.
         let small = DeviceCaps {
