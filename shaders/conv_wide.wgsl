@@ -14,8 +14,9 @@
 // its instructions in ResNet8), and each then serves 16 pixels, not 8.
 
 // Output rows per invocation: 2 for the 3x3 stride-1 convs padded 1 left
-// and as wide as their input (the lowering sets it; their only path), else 1. The second row's accumulators are a4..h7
-// (so that path's loop over input vec4s is k4, not c4).
+// and as wide as their input (the lowering sets it; their only path), else
+// 1. The second row's accumulators are a4..h7 (so that path's loop over
+// input vec4s is k4, not c4).
 override WIDE_ROWS: u32 = 1u;
 
 @compute @workgroup_size(WG)

@@ -27,10 +27,11 @@ pub const CONV_BIAS_VEC4S: u32 = 256;
 /// of the `*_texture_weights` convs, and the input of `conv_subgroup_textures`
 /// (`TEXTURE_WIDTH`; WebGPU guarantees 8192).
 pub const TEXTURE_WIDTH: u32 = 1024;
-// The shaders split a texel index into (column, row) with a mask and a shift
-// (`TEXTURE_WIDTH_LOG2`), not `%` and `/`: SwiftShader divides an integer
-// vector one lane at a time (four x86 `div`s, each ~25 cycles), even by a
-// constant.
+// No shader splits a texel index into (column, row) with `%` and `/`:
+// SwiftShader divides an integer vector one lane at a time (four x86 `div`s,
+// each ~25 cycles), even by a constant. The input textures take a mask and
+// a shift (`TEXTURE_WIDTH_LOG2`), the weight texture f32 arithmetic
+// (conv_weights_texture.wgsl).
 const _: () = assert!(TEXTURE_WIDTH.is_power_of_two());
 // conv_tiled.wgsl: WG invocations stage one 16-channel × CB weight tile, one vec4 each.
 const _: () = assert!(WORKGROUP_SIZE == 4 * CONV_CHANNEL_BLOCK && CONV_CHANNEL_BLOCK == 16);
